@@ -1,0 +1,7 @@
+"""``python -m clustering``: the same as the ``clustering`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,248 @@
+"""feeds.yaml -> validated, frozen settings.
+
+Errors name the file, the key path and the line (ruamel.yaml keeps line numbers).
+No logic lives here beyond validation and defaults; the algorithm parameters are the
+dataclasses owned by their stages (``DedupParams`` in dedup.py, ``StoryParams`` in
+stories.py), so a key documented there is a key accepted here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .dedup import DedupParams
+from .embed import DEFAULT_MODEL
+from .errors import ConfigError
+from .stories import StoryParams
+
+DEFAULT_DATABASE = "clustering.db"
+DEFAULT_WINDOW_DAYS = 3.0
+"""Articles older than this (by publication time) leave the dedup and story window:
+stories of one event rarely run longer; longer windows cost time and merge recurring
+events (the second earthquake in the same region)."""
+DEFAULT_POLL_INTERVAL_MINUTES = 15.0
+"""Minimum minutes between two fetches of one feed (a feed may set its own)."""
+
+_FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class FetchSettings:
+    timeout_seconds: float = 20.0
+    max_bytes: int = 10_000_000
+    max_concurrency: int = 8
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedConfig:
+    name: str
+    url: str
+    tags: tuple[str, ...] = ()
+    language: str | None = None
+    poll_interval_minutes: float | None = None
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a run needs.  ``base_dir`` resolves relative paths (feeds.yaml's folder)."""
+
+    database: Path = Path(DEFAULT_DATABASE)
+    model: str = DEFAULT_MODEL
+    window_days: float = DEFAULT_WINDOW_DAYS
+    poll_interval_minutes: float = DEFAULT_POLL_INTERVAL_MINUTES
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    dedup: DedupParams = field(default_factory=DedupParams)
+    stories: StoryParams = field(default_factory=StoryParams)
+    feeds: tuple[FeedConfig, ...] = ()
+    base_dir: Path = Path(".")
+    path: Path | None = None
+
+    def with_database(self, database: str | Path) -> Config:
+        return dataclasses.replace(self, database=Path(database))
+
+
+def _line(node: Any, key: Any = None) -> int | None:
+    """1-based line of ``node`` (or of ``key`` inside it) when ruamel recorded it."""
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return None
+    try:
+        if key is not None:
+            return int(lc.key(key)[0]) + 1
+        return int(lc.line) + 1
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
+class _Reader:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def error(self, message: str, key: str, node: Any = None, name: Any = None) -> ConfigError:
+        return ConfigError(message, path=self.path, key=key, line=_line(node, name))
+
+    def mapping(self, node: Any, key: str, parent: Any = None, name: Any = None) -> Mapping[str, Any]:
+        if node is None:
+            return {}
+        if not isinstance(node, Mapping):
+            raise self.error(f"expected a mapping, got {type(node).__name__}", key, parent, name)
+        return node
+
+    def check_keys(self, node: Mapping[str, Any], allowed: set[str], key: str) -> None:
+        for name in node:
+            if name not in allowed:
+                known = ", ".join(sorted(allowed))
+                raise self.error(f"unknown key (known keys: {known})", f"{key}.{name}" if key else str(name),
+                                 node, name)
+
+    def value(self, node: Mapping[str, Any], name: str, kind: type | tuple[type, ...], key: str,
+              default: Any) -> Any:
+        if name not in node or node[name] is None:
+            return default
+        raw = node[name]
+        full = f"{key}.{name}" if key else name
+        if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
+            raw = float(raw)
+        if kind is int and isinstance(raw, bool):
+            raise self.error("expected an integer, got a boolean", full, node, name)
+        if not isinstance(raw, kind):
+            want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            raise self.error(f"expected {want}, got {type(raw).__name__} {raw!r}", full, node, name)
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw < 0:
+            raise self.error(f"must not be negative, got {raw!r}", full, node, name)
+        return str(raw) if kind is str else raw
+
+    def params(self, node: Any, cls: type, key: str, parent: Any) -> Any:
+        mapping = self.mapping(node, key, parent, key.rsplit(".", 1)[-1])
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        self.check_keys(mapping, set(fields), key)
+        values = {}
+        for name, spec in fields.items():
+            default = getattr(cls(), name)
+            kind: type | tuple[type, ...] = type(default) if default is not None else (str, int, float)
+            values[name] = self.value(mapping, name, kind, key, default)
+        try:
+            return cls(**values)
+        except ValueError as exc:  # the params' own range checks
+            raise self.error(str(exc), key, parent, key.rsplit(".", 1)[-1]) from exc
+
+
+def parse_config(document: Any, *, path: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Validate a loaded YAML document (mapping) into a Config."""
+    reader = _Reader(path)
+    root = reader.mapping(document, "(top level)")
+    reader.check_keys(root, {"settings", "feeds"}, "")
+    settings = reader.mapping(root.get("settings"), "settings", root, "settings")
+    reader.check_keys(settings, {"database", "model", "window_days", "poll_interval_minutes", "fetch",
+                                 "dedup", "stories"}, "settings")
+    fetch_node = reader.mapping(settings.get("fetch"), "settings.fetch", settings, "fetch")
+    reader.check_keys(fetch_node, {f.name for f in dataclasses.fields(FetchSettings)}, "settings.fetch")
+    fetch = FetchSettings(
+        timeout_seconds=reader.value(fetch_node, "timeout_seconds", float, "settings.fetch", 20.0),
+        max_bytes=reader.value(fetch_node, "max_bytes", int, "settings.fetch", 10_000_000),
+        max_concurrency=max(1, reader.value(fetch_node, "max_concurrency", int, "settings.fetch", 8)),
+        user_agent=reader.value(fetch_node, "user_agent", str, "settings.fetch", None),
+    )
+    if fetch.timeout_seconds <= 0:
+        raise reader.error("must be greater than 0", "settings.fetch.timeout_seconds", fetch_node,
+                           "timeout_seconds")
+    window_days = reader.value(settings, "window_days", float, "settings", DEFAULT_WINDOW_DAYS)
+    if window_days <= 0:
+        raise reader.error("must be greater than 0", "settings.window_days", settings, "window_days")
+    feeds = _parse_feeds(reader, root)
+    base = base_dir if base_dir is not None else Path(".")
+    return Config(
+        database=Path(reader.value(settings, "database", str, "settings", DEFAULT_DATABASE)),
+        model=reader.value(settings, "model", str, "settings", DEFAULT_MODEL),
+        window_days=window_days,
+        poll_interval_minutes=reader.value(settings, "poll_interval_minutes", float, "settings",
+                                           DEFAULT_POLL_INTERVAL_MINUTES),
+        fetch=fetch,
+        dedup=reader.params(settings.get("dedup"), DedupParams, "settings.dedup", settings),
+        stories=reader.params(settings.get("stories"), StoryParams, "settings.stories", settings),
+        feeds=feeds,
+        base_dir=base,
+        path=Path(path) if path != "<config>" else None,
+    )
+
+
+def _parse_feeds(reader: _Reader, root: Mapping[str, Any]) -> tuple[FeedConfig, ...]:
+    node = root.get("feeds")
+    if node is None:
+        return ()
+    if not isinstance(node, list):
+        raise reader.error(f"expected a list of feeds, got {type(node).__name__}", "feeds", root, "feeds")
+    feeds: list[FeedConfig] = []
+    seen: dict[str, int] = {}
+    for index, item in enumerate(node):
+        key = f"feeds[{index}]"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"expected a mapping with name and url, got {item!r}", path=reader.path,
+                              key=key, line=_line(node) if _line(item) is None else _line(item))
+        reader.check_keys(item, {"name", "url", "tags", "language", "poll_interval_minutes", "enabled"}, key)
+        for required in ("name", "url"):
+            if not item.get(required):
+                raise ConfigError(f"missing required key {required!r}", path=reader.path,
+                                  key=f"{key}.{required}", line=_line(item))
+        name = reader.value(item, "name", str, key, None).strip()
+        if not _FEED_NAME.match(name):
+            raise reader.error(f"invalid feed name {name!r} (letters, digits, space, . _ @ + -)",
+                               f"{key}.name", item, "name")
+        if name in seen:
+            raise reader.error(f"duplicate feed name {name!r} (first used in feeds[{seen[name]}])",
+                               f"{key}.name", item, "name")
+        seen[name] = index
+        tags = item.get("tags") or []
+        if isinstance(tags, str):
+            tags = [tags]
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise reader.error("expected a list of strings", f"{key}.tags", item, "tags")
+        feeds.append(FeedConfig(
+            name=name,
+            url=reader.value(item, "url", str, key, None).strip(),
+            tags=tuple(tags),
+            language=reader.value(item, "language", str, key, None),
+            poll_interval_minutes=reader.value(item, "poll_interval_minutes", float, key, None),
+            enabled=reader.value(item, "enabled", bool, key, True),
+        ))
+    return tuple(feeds)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate feeds.yaml; relative paths in it resolve against its folder."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    config_path = Path(path)
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=str(config_path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file: {exc}", path=str(config_path)) from exc
+    try:
+        document = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = mark.line + 1 if mark is not None else None
+        problem = exc.problem or str(exc)
+        raise ConfigError(f"invalid YAML: {problem}", path=str(config_path), line=line) from exc
+    except YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", path=str(config_path)) from exc
+    base_dir = config_path.resolve().parent
+    config = parse_config(document if document is not None else {}, path=str(config_path), base_dir=base_dir)
+    if not config.database.is_absolute() and str(config.database) != ":memory:":
+        config = dataclasses.replace(config, database=base_dir / config.database)
+    return config
+
+
+def sample_config_path() -> Path:
+    """The bundled offline sample (invented outlets covering a few events)."""
+    return Path(__file__).resolve().parent / "sample" / "sample-feeds.yaml"

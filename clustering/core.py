@@ -1,0 +1,359 @@
+"""The facade: ``open_pipeline`` wires config, fetch, parse, store, embed, dedup and stories.
+
+No other module imports this one.  Each stage of a run is one transaction, so a crash
+or a kill between stages loses nothing: articles stay ``processed = 0`` until the
+story stage commits, and the next run picks them up again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from . import dedup, stories
+from .config import Config, FeedConfig, load_config
+from .embed import Embedder, article_text, make_embedder
+from .errors import ConfigError, FeedError, NotFoundError
+from .store import NewArticle, Store, WindowArticle, run_lock
+from .types import Article, ArticleInput, DuplicateLink, FeedStatus, ParsedEntry, RunReport, Story, StoryDetail
+
+log = logging.getLogger("clustering")
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestReport:
+    feeds_ok: int
+    feeds_failed: int
+    feeds_not_modified: int
+    feeds_skipped: int
+    new_article_ids: tuple[int, ...]
+    failed_feeds: tuple[str, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessReport:
+    embedded: int
+    duplicates: int
+    stories_new: int
+    stories_updated: int
+    stories_total: int
+    unassigned: int
+
+
+class Pipeline:
+    """One clustering database and its configuration.  Use as a context manager."""
+
+    def __init__(self, config: Config, *, embedder: Embedder | None = None,
+                 now: Callable[[], datetime] = utc_now, http_client: Any = None,
+                 lock_wait_seconds: float = 0.0) -> None:
+        self.config = config
+        self._embedder = embedder
+        self._now = now
+        self._http_client = http_client
+        self.lock_wait_seconds = lock_wait_seconds
+        self.store = Store(config.database)
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = make_embedder(self.config.model)
+        return self._embedder
+
+    @property
+    def model_name(self) -> str:
+        return self._embedder.name if self._embedder is not None else self.config.model
+
+    # --- the run ------------------------------------------------------------------------
+    def run(self, *, force: bool = False) -> RunReport:
+        """Fetch every due feed, store new articles, then process them."""
+        started = time.monotonic()
+        with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds):
+            ingest = self._ingest(force=force)
+            processed = self._process()
+        return RunReport(
+            feeds_ok=ingest.feeds_ok, feeds_failed=ingest.feeds_failed,
+            feeds_not_modified=ingest.feeds_not_modified, feeds_skipped=ingest.feeds_skipped,
+            new_articles=len(ingest.new_article_ids), duplicates=processed.duplicates,
+            stories_new=processed.stories_new, stories_updated=processed.stories_updated,
+            stories_total=processed.stories_total, unassigned=processed.unassigned,
+            seconds=round(time.monotonic() - started, 3), failed_feeds=ingest.failed_feeds)
+
+    def ingest(self, *, force: bool = False) -> IngestReport:
+        with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds):
+            return self._ingest(force=force)
+
+    def process(self) -> ProcessReport:
+        with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds):
+            return self._process()
+
+    def _ingest(self, *, force: bool) -> IngestReport:
+        from .fetch import FetchRequest, fetch_feeds, next_attempt_delay
+        from .parse import parse_feed
+
+        now = self._now()
+        feeds = [f for f in self.config.feeds if f.enabled]
+        with self.store.transaction():
+            self.store.sync_feeds((f.name, f.url) for f in feeds)
+        due: list[FeedConfig] = []
+        requests = []
+        skipped = 0
+        for feed in feeds:
+            row = self.store.feed_row(feed.name)
+            next_attempt = row["next_attempt"] if row is not None else None
+            if not force and next_attempt is not None and next_attempt > _text(now):
+                skipped += 1
+                continue
+            due.append(feed)
+            requests.append(FetchRequest(feed_name=feed.name, url=feed.url,
+                                         etag=row["etag"] if row is not None else None,
+                                         last_modified=row["last_modified"] if row is not None else None))
+        fetch_options: dict[str, Any] = {"timeout_seconds": self.config.fetch.timeout_seconds,
+                                         "max_bytes": self.config.fetch.max_bytes,
+                                         "max_concurrency": self.config.fetch.max_concurrency,
+                                         "base_dir": self.config.base_dir, "client": self._http_client}
+        if self.config.fetch.user_agent:
+            fetch_options["user_agent"] = self.config.fetch.user_agent
+        results = fetch_feeds(requests, **fetch_options) if requests else []
+        ok = failed = not_modified = 0
+        failed_names: list[str] = []
+        new_ids: list[int] = []
+        for feed, result in zip(due, results):
+            fetched_at = self._now()
+            poll_seconds = 60.0 * (feed.poll_interval_minutes or self.config.poll_interval_minutes)
+            row = self.store.feed_row(feed.name)
+            errors_before = int(row["consecutive_errors"]) if row is not None else 0
+            error: str | None = result.error if result.status == "error" else None
+            warning: str | None = None
+            entries: Sequence[ParsedEntry] = ()
+            if result.status == "ok":
+                try:
+                    parsed = parse_feed(result.body or b"", feed_url=result.final_url or feed.url,
+                                        fetched_at=fetched_at, content_type=result.content_type,
+                                        feed_name=feed.name)
+                    entries, warning = parsed.entries, parsed.warning
+                except FeedError as exc:
+                    error = exc.reason
+            with self.store.transaction():
+                if error is None:
+                    delay = next_attempt_delay(consecutive_errors=0, poll_interval_seconds=poll_seconds,
+                                               retry_after_seconds=result.retry_after_seconds)
+                    added = self.store.add_articles([_new_article(feed.name, e) for e in entries], fetched_at)
+                    new_ids.extend(added)
+                    self.store.record_fetch(feed.name, now=fetched_at, ok=True, error=None, warning=warning,
+                                            etag=result.etag, last_modified=result.last_modified,
+                                            next_attempt=fetched_at + timedelta(seconds=delay))
+                    if result.status == "not_modified":
+                        not_modified += 1
+                    else:
+                        ok += 1
+                else:
+                    delay = next_attempt_delay(consecutive_errors=errors_before + 1,
+                                               poll_interval_seconds=poll_seconds,
+                                               retry_after_seconds=result.retry_after_seconds)
+                    self.store.record_fetch(feed.name, now=fetched_at, ok=False, error=error, warning=None,
+                                            etag=None, last_modified=None,
+                                            next_attempt=fetched_at + timedelta(seconds=delay))
+                    failed += 1
+                    failed_names.append(feed.name)
+                    log.warning("feed %r failed: %s", feed.name, error)
+        return IngestReport(ok, failed, not_modified, skipped, tuple(new_ids), tuple(failed_names))
+
+    # --- bring your own articles --------------------------------------------------------
+    def add_articles(self, articles: Iterable[ArticleInput | Mapping[str, Any]]) -> list[int]:
+        """Store articles given by the caller; returns the ids of those not stored before."""
+        now = self._now()
+        rows = [_input_article(_as_input(a, i), now) for i, a in enumerate(articles)]
+        with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds), self.store.transaction():
+            return self.store.add_articles(rows, now)
+
+    # --- processing ---------------------------------------------------------------------
+    def _process(self) -> ProcessReport:
+        if not self.store.has_unprocessed():
+            return ProcessReport(0, 0, 0, 0, self.store.story_count(), 0)
+        model = self.model_name
+        missing = self.store.articles_without_embedding(model)
+        if missing:
+            vectors = self.embedder.embed([article_text(r["title"], r["summary"]) for r in missing])
+            with self.store.transaction():
+                self.store.save_embeddings(model, [r["id"] for r in missing], vectors)
+        now = self._now()
+        since = self._window_start(now)
+        window = self.store.window(since)
+        vectors = self.store.vectors([a.id for a in window], model)
+        unprocessed = [a.id for a in window if not a.processed]
+
+        items = [dedup.DedupItem(article_id=a.id, published=a.published, text=_lexical_text(a),
+                                 canonical_url=a.url, text_hash=a.text_hash, is_new=not a.processed,
+                                 duplicate_of=a.duplicate_of) for a in window]
+        links = dedup.find_duplicates(items, vectors, self.config.dedup)
+        with self.store.transaction():
+            self.store.save_duplicates([(l.article_id, l.canonical_id, l.kind, l.score) for l in links], now)
+        duplicate_of = {a.id: a.duplicate_of for a in window}
+        duplicate_of.update({l.article_id: l.canonical_id for l in links})
+
+        position = {a.id: i for i, a in enumerate(window)}
+        # re-read: a re-pointed canonical hands its story to the earlier copy
+        window = self.store.window(since)
+        canonical = [a for a in window if duplicate_of.get(a.id) is None and a.id in position]
+        canonical_vectors = vectors[[position[a.id] for a in canonical]] if canonical else vectors[:0]
+        docs = [stories.StoryDoc(article_id=a.id, title=a.title, text=article_text(a.title, a.summary),
+                                 published=a.published, source=a.source, story_id=a.story_id) for a in canonical]
+        assignment = stories.assign_stories(docs, canonical_vectors, self.config.stories)
+        with self.store.transaction():
+            self.store.add_story_members(assignment.story_of, now)
+            self._relabel(canonical, canonical_vectors, assignment.story_of)
+            self.store.mark_processed(unprocessed)
+        unassigned = sum(1 for a in canonical if a.story_id is None and a.id not in assignment.story_of)
+        new_ids = set(unprocessed)
+        return ProcessReport(embedded=len(missing),
+                             duplicates=sum(1 for link in links if link.article_id in new_ids),
+                             stories_new=len(assignment.new_story_ids),
+                             stories_updated=len(assignment.updated_story_ids),
+                             stories_total=self.store.story_count(), unassigned=unassigned)
+
+    def _window_start(self, now: datetime) -> datetime:
+        """The window ends at the newest article (never after now): a replayed archive or
+        the bundled sample behaves as it did live."""
+        latest = self.store.latest_published() or now
+        return min(now, latest) - timedelta(days=self.config.window_days)
+
+    def _relabel(self, canonical: Sequence[WindowArticle], vectors: Any,
+                 story_of: Mapping[int, str]) -> None:
+        """Labels and topics for every story with members in the window."""
+        import numpy as np
+
+        story_by_article = {a.id: (story_of.get(a.id) or a.story_id) for a in canonical}
+        row_of = {a.id: i for i, a in enumerate(canonical)}
+        members: dict[str, list[int]] = {}
+        for article_id, story_id in story_by_article.items():
+            if story_id is not None:
+                members.setdefault(story_id, []).append(article_id)
+        if not members:
+            return
+        by_id = {a.id: a for a in canonical}
+        story_ids = sorted(members, key=lambda s: (len(s), s))
+        labels = stories.story_labels(
+            {s: [by_id[i].title for i in members[s]] for s in story_ids},
+            {s: [article_text(by_id[i].title, by_id[i].summary) for i in members[s]] for s in story_ids},
+            {s: vectors[[row_of[i] for i in members[s]]] for s in story_ids},
+            self.config.stories.keywords)
+        centroids = np.stack([vectors[[row_of[i] for i in members[s]]].mean(axis=0) for s in story_ids])
+        topics = stories.group_topics(story_ids, centroids, self.config.stories.topic_threshold)
+        self.store.update_story_labels(labels, topics)
+
+    # --- reading ------------------------------------------------------------------------
+    def stories(self, *, since: datetime | None = None, limit: int | None = None) -> list[Story]:
+        return self.store.stories(since=since, limit=limit)
+
+    def story(self, story_id: str) -> StoryDetail:
+        found = self.store.stories(story_ids=[story_id])
+        if not found:
+            raise NotFoundError(f"no story with id {story_id!r}")
+        story = found[0]
+        articles = tuple(self.store.articles(story.article_ids))
+        links: list[DuplicateLink] = []
+        for article_id in story.article_ids:
+            links.extend(l for l in self.store.duplicates_of(article_id) if l.canonical_id == article_id)
+        similarity: dict[int, float] = {}
+        try:
+            vectors = self.store.vectors(list(story.article_ids), self.model_name)
+            centroid = vectors.mean(axis=0)
+            centroid = centroid / (float((centroid ** 2).sum()) ** 0.5 or 1.0)
+            similarity = {a: round(float(v @ centroid), 4) for a, v in zip(story.article_ids, vectors)}
+        except Exception:  # noqa: BLE001 - scores are optional decoration
+            similarity = {}
+        return StoryDetail(story=story, articles=articles, duplicates=tuple(links), similarity=similarity)
+
+    def article(self, article_id: int) -> Article:
+        return self.store.article(article_id)
+
+    def duplicates_of(self, article_id: int) -> list[DuplicateLink]:
+        return self.store.duplicates_of(article_id)
+
+    def feeds(self) -> list[FeedStatus]:
+        configured = [f.name for f in self.config.feeds]
+        statuses = self.store.feed_statuses()
+        if configured:
+            statuses = [s for s in statuses if s.name in set(configured)]
+        return statuses
+
+
+def open_pipeline(database: str | Path | None = None, config: Config | str | Path | None = None,
+                  **options: Any) -> Pipeline:
+    """Open a pipeline: ``config`` is a Config, a path to feeds.yaml, or None (defaults);
+    ``database`` overrides the configured database path."""
+    if config is None:
+        resolved = Config()
+    elif isinstance(config, Config):
+        resolved = config
+    else:
+        resolved = load_config(config)
+    if database is not None:
+        resolved = resolved.with_database(database)
+    return Pipeline(resolved, **options)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+def _text(moment: datetime) -> str:
+    from .store import to_text
+
+    return to_text(moment)
+
+
+def _new_article(source: str, entry: ParsedEntry) -> NewArticle:
+    return NewArticle(source=source, entry_key=entry.entry_key, title=entry.title, summary=entry.summary,
+                      url=entry.url, published=entry.published, published_estimated=entry.published_estimated,
+                      text_hash=dedup.text_hash(entry.title, entry.summary), author=entry.author)
+
+
+def _as_input(value: ArticleInput | Mapping[str, Any], index: int) -> ArticleInput:
+    if isinstance(value, ArticleInput):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"article #{index}: expected a mapping or ArticleInput, got {type(value).__name__}")
+    allowed = {f.name for f in dataclasses.fields(ArticleInput)}
+    unknown = set(value) - allowed
+    if unknown:
+        raise ConfigError(f"article #{index}: unknown field(s) {sorted(unknown)} (known: {sorted(allowed)})")
+    if not value.get("title") and not value.get("text"):
+        raise ConfigError(f"article #{index}: needs a title or a text")
+    return ArticleInput(**value)
+
+
+def _input_article(article: ArticleInput, now: datetime) -> NewArticle:
+    from .parse import canonical_url
+
+    published = article.published or now
+    if published.tzinfo is None:
+        raise ConfigError(f"article {article.title[:60]!r}: published must be timezone-aware")
+    url = canonical_url(article.url) if article.url else None
+    digest = dedup.text_hash(article.title, article.text)
+    key = article.key or (f"url:{url}" if url else f"hash:{hashlib.sha1(digest.encode()).hexdigest()}")
+    return NewArticle(source=article.source, entry_key=key, title=article.title.strip(),
+                      summary=article.text.strip(), url=url, published=published.astimezone(timezone.utc),
+                      published_estimated=article.published is None, text_hash=digest)
+
+
+def _lexical_text(article: WindowArticle) -> str:
+    """The body compared by the shingle test: copies keep the body, change the headline."""
+    return article.summary if len(article.summary.split()) >= 8 else f"{article.title} {article.summary}"

@@ -1,0 +1,259 @@
+"""Duplicate detection: exact keys, then FAISS near-duplicate search with a lexical guard.
+
+Pure over arrays: takes the window's articles (vectors, texts, times, current
+canonical links) and returns links for the new ones; only core.py touches the store.
+
+Two kinds of sameness are kept apart (see docs/design.md): a *duplicate* is the same
+article republished (wire copy, re-post, updated version); a *story* is the same event
+told by different articles.  Same-event articles reach cosine 0.8+ with full texts, so
+the embedding alone cannot tell them from copies; a copy also shares its word sequences,
+which independent write-ups do not.  A near-duplicate therefore needs both a high
+cosine and a high share of word shingles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class DedupParams:
+    """Thresholds of the near-duplicate test (keys of ``settings.dedup`` in feeds.yaml)."""
+
+    near_threshold: float = 0.90
+    """Cosine (title + lead embedding) at or above which two articles *may* be copies.
+    SemHash ships 0.9; on the near-dup benchmark (bench/neardup.py) copies with a new
+    headline sit at 0.85–0.99 and same-event different articles reach 0.9."""
+
+    shingle_threshold: float = 0.50
+    """Share of word 3-shingles of the shorter text found in the longer one (containment)
+    needed on top of ``near_threshold``.  Copies cut to the first paragraphs keep ~1.0,
+    lightly edited copies 0.6–0.9; independent articles on one event stay below 0.2."""
+
+    lexical_only_threshold: float = 0.80
+    """Containment at which a pair is a copy even when its cosine is only
+    ``lexical_floor`` or more: a new headline on an unchanged body lowers the cosine of
+    short RSS texts well below ``near_threshold``."""
+
+    lexical_floor: float = 0.60
+    """Lowest cosine a pair may have to be called a copy on lexical evidence."""
+
+    neighbours: int = 10
+    """FAISS neighbours examined per new article."""
+
+    min_shingles: int = 4
+    """Texts with fewer word 3-shingles than this are too short for the lexical test;
+    they are duplicates only when their normalized text is identical."""
+
+    def __post_init__(self) -> None:
+        for name in ("near_threshold", "shingle_threshold", "lexical_only_threshold", "lexical_floor"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1, got {value}")
+        if self.neighbours < 1:
+            raise ValueError("neighbours must be at least 1")
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def normalize_text(text: str) -> str:
+    """Case-, accent-, punctuation- and whitespace-insensitive form of a text."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(_WORD.findall(text))
+
+
+def text_hash(title: str, summary: str) -> str:
+    """Hash of the normalized title + summary: equal for byte-different exact copies."""
+    return hashlib.sha1(f"{normalize_text(title)}\n{normalize_text(summary)}".encode()).hexdigest()
+
+
+def shingles(text: str, size: int = 3) -> frozenset[int]:
+    """Hashed word n-grams of the normalized text."""
+    words = normalize_text(text).split()
+    if len(words) < size:
+        return frozenset([hash(" ".join(words))]) if words else frozenset()
+    return frozenset(hash(" ".join(words[i:i + size])) for i in range(len(words) - size + 1))
+
+
+def containment(a: frozenset[int], b: frozenset[int]) -> float:
+    """|a ∩ b| / min(|a|, |b|): 1.0 when the shorter text is wholly inside the longer."""
+    if not a or not b:
+        return 0.0
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    return sum(1 for s in small if s in large) / len(small)
+
+
+@dataclass(frozen=True)
+class DedupItem:
+    """One article of the window as the dedup core sees it."""
+
+    article_id: int
+    published: datetime
+    text: str                      # body used for the lexical test (summary or full text)
+    canonical_url: str | None
+    text_hash: str
+    is_new: bool
+    duplicate_of: int | None = None   # current link (old articles only)
+
+
+@dataclass(frozen=True)
+class Link:
+    article_id: int
+    canonical_id: int
+    kind: str      # "url" | "text" | "near"
+    score: float
+
+
+def _order_key(item: DedupItem) -> tuple[datetime, int]:
+    return (item.published, item.article_id)
+
+
+def is_near_duplicate(cosine: float, shingle_share: float, params: DedupParams) -> bool:
+    """The near-duplicate rule (documented at DedupParams)."""
+    if cosine >= params.near_threshold and shingle_share >= params.shingle_threshold:
+        return True
+    return cosine >= params.lexical_floor and shingle_share >= params.lexical_only_threshold
+
+
+def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: DedupParams) -> list[Link]:
+    """Links for every article whose canonical changes: the new ones, and old canonicals
+    that a newly seen *earlier* copy now precedes (with their duplicates re-pointed).
+
+    ``vectors[i]`` is the L2-normalized embedding of ``items[i]``.  The canonical of a
+    group is always its earliest article (publication time, then id).
+    """
+    import numpy as np
+
+    if not items:
+        return []
+    canonical: dict[int, int] = {}          # index -> index of its canonical (root)
+    for index, item in enumerate(items):
+        canonical[index] = index
+    position = {item.article_id: index for index, item in enumerate(items)}
+    for index, item in enumerate(items):
+        if not item.is_new and item.duplicate_of is not None and item.duplicate_of in position:
+            canonical[index] = position[item.duplicate_of]
+    kinds: dict[int, tuple[str, float]] = {}
+
+    by_url: dict[str, int] = {}
+    by_hash: dict[str, int] = {}
+    old_roots = [i for i, it in enumerate(items) if not it.is_new and canonical[i] == i]
+    for index in old_roots:
+        if items[index].canonical_url:
+            by_url.setdefault(items[index].canonical_url, index)
+        by_hash.setdefault(items[index].text_hash, index)
+
+    new_order = sorted((i for i, it in enumerate(items) if it.is_new), key=lambda i: _order_key(items[i]))
+    root_indices = list(old_roots)
+    index_rows: list[int] = list(old_roots)
+    faiss_index = _build_index(vectors, index_rows)
+    shingle_cache: dict[int, frozenset[int]] = {}
+
+    def shingles_of(i: int) -> frozenset[int]:
+        if i not in shingle_cache:
+            shingle_cache[i] = shingles(items[i].text)
+        return shingle_cache[i]
+
+    def attach(child: int, root: int, kind: str, score: float) -> None:
+        # keep the earliest as canonical; re-point the later group if the child is earlier
+        if _order_key(items[child]) < _order_key(items[root]):
+            for i, r in list(canonical.items()):
+                if r == root:
+                    canonical[i] = child
+            canonical[child] = child
+            kinds[root] = (kind, score)
+            _replace_root(by_url, root, child, items[child].canonical_url)
+            _replace_root(by_hash, root, child, items[child].text_hash)
+            root_indices[root_indices.index(root)] = child
+            index_rows[index_rows.index(root)] = child
+        else:
+            canonical[child] = root
+            kinds[child] = (kind, score)
+
+    for index in new_order:
+        item = items[index]
+        root = by_url.get(item.canonical_url) if item.canonical_url else None
+        if root is not None:
+            attach(index, root, "url", 1.0)
+            continue
+        root = by_hash.get(item.text_hash)
+        if root is not None:
+            attach(index, root, "text", 1.0)
+            continue
+        best: tuple[float, int] | None = None
+        if faiss_index is not None and faiss_index.ntotal:
+            k = min(params.neighbours, faiss_index.ntotal)
+            scores, rows = faiss_index.search(vectors[index:index + 1], k)
+            own = shingles_of(index)
+            for score, row in zip(scores[0], rows[0]):
+                if row < 0 or score < params.lexical_floor:
+                    continue
+                candidate = canonical[index_rows[row]]
+                if candidate == index:
+                    continue
+                other = shingles_of(candidate)
+                if min(len(own), len(other)) < params.min_shingles:
+                    continue
+                if is_near_duplicate(float(score), containment(own, other), params):
+                    if best is None or score > best[0]:
+                        best = (float(score), candidate)
+        if best is not None:
+            attach(index, best[1], "near", min(best[0], 1.0))
+            continue
+        # a new canonical: searchable by later new articles
+        if item.canonical_url:
+            by_url.setdefault(item.canonical_url, index)
+        by_hash.setdefault(item.text_hash, index)
+        root_indices.append(index)
+        index_rows.append(index)
+        if faiss_index is None:
+            faiss_index = _build_index(vectors, [])
+        faiss_index.add(np.ascontiguousarray(vectors[index:index + 1], dtype=np.float32))
+
+    links: list[Link] = []
+    for index, item in enumerate(items):
+        root = canonical[index]
+        while canonical[root] != root:
+            root = canonical[root]
+        new_canonical = None if root == index else items[root].article_id
+        if item.is_new or new_canonical != item.duplicate_of:
+            if new_canonical is None:
+                if not item.is_new:  # an old duplicate became canonical (cannot happen today)
+                    links.append(Link(item.article_id, item.article_id, "none", 0.0))
+                continue
+            kind, score = kinds.get(index, ("near", 1.0))
+            links.append(Link(item.article_id, new_canonical, kind, score))
+    return links
+
+
+def _replace_root(table: dict[str, int], old: int, new: int, new_key: str | None) -> None:
+    for key, value in list(table.items()):
+        if value == old:
+            table[key] = new
+    if new_key:
+        table.setdefault(new_key, new)
+
+
+def _build_index(vectors: np.ndarray, rows: Sequence[int]):  # noqa: ANN202 - faiss.IndexFlatIP
+    """An exact inner-product index (cosine on normalized vectors) over ``rows``.
+
+    Flat, not HNSW: the window holds thousands, not millions, exact search costs
+    milliseconds there, and a flat index can be rebuilt from SQLite at any time.
+    """
+    import faiss
+    import numpy as np
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    if len(rows):
+        index.add(np.ascontiguousarray(vectors[list(rows)], dtype=np.float32))
+    return index

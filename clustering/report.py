@@ -1,0 +1,146 @@
+"""Output: JSON-ready dicts, the CLI tables, and a self-contained HTML page (escaped).
+
+The JSON shapes are a contract that scripts parse: keys are only ever added.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from datetime import datetime
+
+from .types import Article, DuplicateLink, FeedStatus, RunReport, Story, StoryDetail
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def story_dict(story: Story) -> dict[str, object]:
+    return {"id": story.id, "label": story.label, "keywords": list(story.keywords), "size": story.size,
+            "sources": story.sources, "duplicates": story.duplicates, "first_seen": iso(story.first_seen),
+            "last_seen": iso(story.last_seen), "topic_id": story.topic_id, "article_ids": list(story.article_ids)}
+
+
+def article_dict(article: Article, similarity: float | None = None) -> dict[str, object]:
+    result: dict[str, object] = {"id": article.id, "source": article.source, "title": article.title,
+                                 "url": article.url, "published": iso(article.published),
+                                 "first_seen": iso(article.first_seen), "duplicate_of": article.duplicate_of,
+                                 "story_id": article.story_id, "summary": article.summary}
+    if similarity is not None:
+        result["similarity"] = similarity
+    return result
+
+
+def link_dict(link: DuplicateLink) -> dict[str, object]:
+    return {"article_id": link.article_id, "canonical_id": link.canonical_id, "kind": link.kind,
+            "score": round(link.score, 4)}
+
+
+def story_detail_dict(detail: StoryDetail, duplicate_articles: Sequence[Article] = ()) -> dict[str, object]:
+    result = story_dict(detail.story)
+    result["articles"] = [article_dict(a, detail.similarity.get(a.id)) for a in detail.articles]
+    result["duplicates"] = [link_dict(link) for link in detail.duplicates]
+    result["duplicate_articles"] = [article_dict(a) for a in duplicate_articles]
+    return result
+
+
+def feed_dict(status: FeedStatus) -> dict[str, object]:
+    return {"name": status.name, "url": status.url, "last_attempt": iso(status.last_attempt),
+            "last_success": iso(status.last_success), "last_error": status.last_error,
+            "last_error_at": iso(status.last_error_at), "consecutive_errors": status.consecutive_errors,
+            "next_attempt": iso(status.next_attempt), "articles": status.articles}
+
+
+def run_summary(report: RunReport) -> str:
+    failed = f" ({', '.join(report.failed_feeds)})" if report.failed_feeds else ""
+    return (f"feeds: {report.feeds_ok} ok, {report.feeds_not_modified} not modified, "
+            f"{report.feeds_failed} failed{failed}, {report.feeds_skipped} not due; "
+            f"{report.new_articles} new articles, {report.duplicates} duplicates; "
+            f"stories: {report.stories_new} new, {report.stories_updated} updated, {report.stories_total} total; "
+            f"{report.unassigned} unassigned; {report.seconds:.1f} s")
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def stories_table(stories: Sequence[Story], width: int = 110) -> str:
+    if not stories:
+        return "no stories yet"
+    lines = [f"{'ID':<10} {'SIZE':>4} {'SRC':>3} {'DUP':>3} {'LAST SEEN':<16} {'TOPIC':<10} LABEL"]
+    for story in stories:
+        label = story.label + (f"  [{', '.join(story.keywords)}]" if story.keywords else "")
+        prefix = (f"{story.id:<10} {story.size:>4} {story.sources:>3} {story.duplicates:>3} "
+                  f"{story.last_seen:%Y-%m-%d %H:%M} {story.topic_id or '-':<10} ")
+        lines.append(prefix + _cut(label, max(width - len(prefix), 20)))
+    return "\n".join(lines)
+
+
+def story_text(detail: StoryDetail, duplicate_articles: Sequence[Article] = ()) -> str:
+    story = detail.story
+    lines = [f"story {story.id}: {story.label}",
+             f"  keywords: {', '.join(story.keywords) or '-'}",
+             f"  {story.size} articles from {story.sources} sources, {story.duplicates} duplicates; "
+             f"topic {story.topic_id or '-'}; {story.first_seen:%Y-%m-%d %H:%M} → {story.last_seen:%Y-%m-%d %H:%M} UTC",
+             "", "  articles (similarity to the story centroid):"]
+    for article in detail.articles:
+        score = detail.similarity.get(article.id)
+        lines.append(f"  #{article.id:<6} {score if score is not None else '':>6} {article.published:%Y-%m-%d %H:%M} "
+                     f"{_cut(article.source, 22):<22} {_cut(article.title, 70)}")
+        if article.url:
+            lines.append(f"{'':>9}{article.url}")
+    if detail.duplicates:
+        by_id = {a.id: a for a in duplicate_articles}
+        lines += ["", "  duplicates (copy -> canonical, kind, score):"]
+        for link in detail.duplicates:
+            copy = by_id.get(link.article_id)
+            title = f"  {_cut(copy.source, 22)}: {_cut(copy.title, 60)}" if copy else ""
+            lines.append(f"  #{link.article_id} -> #{link.canonical_id} {link.kind} {link.score:.3f}{title}")
+    return "\n".join(lines)
+
+
+def feeds_table(statuses: Sequence[FeedStatus]) -> str:
+    if not statuses:
+        return "no feeds recorded yet (run `clustering run` first)"
+    lines = [f"{'FEED':<28} {'ARTICLES':>8} {'ERRORS':>6} {'LAST SUCCESS':<17} {'NEXT':<17} LAST ERROR"]
+    for s in statuses:
+        last = f"{s.last_success:%Y-%m-%d %H:%M}" if s.last_success else "never"
+        nxt = f"{s.next_attempt:%Y-%m-%d %H:%M}" if s.next_attempt else "now"
+        error = ""
+        if s.last_error and s.consecutive_errors:
+            error = f"{s.last_error} (since {s.last_error_at:%Y-%m-%d %H:%M})" if s.last_error_at else s.last_error
+        lines.append(f"{_cut(s.name, 28):<28} {s.articles:>8} {s.consecutive_errors:>6} {last:<17} {nxt:<17} {error}")
+    return "\n".join(lines)
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}}
+.story{{border-bottom:1px solid #ddd;padding:.8rem 0}} .meta{{color:#666;font-size:.85rem}}
+.kw{{background:#eef;border-radius:3px;padding:0 .3rem;margin-right:.3rem;font-size:.8rem}}
+li{{margin:.2rem 0}} .src{{color:#555}}
+</style></head><body><h1>{title}</h1><p class="meta">{count} stories, generated {generated}</p>
+{body}</body></html>
+"""
+
+
+def stories_html(details: Sequence[StoryDetail], *, title: str = "Stories", generated: str = "") -> str:
+    """A self-contained page; every value from a feed is HTML-escaped."""
+    esc = html.escape
+    parts = []
+    for detail in details:
+        story = detail.story
+        items = "".join(
+            f'<li><span class="src">{esc(a.source)}</span> — '
+            + (f'<a href="{esc(a.url, quote=True)}" rel="noopener noreferrer">{esc(a.title)}</a>' if a.url
+               else esc(a.title))
+            + f' <span class="meta">{a.published:%Y-%m-%d %H:%M}</span></li>' for a in detail.articles)
+        keywords = "".join(f'<span class="kw">{esc(k)}</span>' for k in story.keywords)
+        parts.append(
+            f'<div class="story" id="{esc(story.id, quote=True)}"><h2>{esc(story.label)}</h2>'
+            f'<p class="meta">{story.size} articles · {story.sources} sources · {story.duplicates} duplicates · '
+            f'{story.first_seen:%Y-%m-%d %H:%M} → {story.last_seen:%Y-%m-%d %H:%M} UTC · story {esc(story.id)} · '
+            f'topic {esc(story.topic_id or "-")}</p><p>{keywords}</p><ul>{items}</ul></div>')
+    return _PAGE.format(title=esc(title), count=len(details), generated=esc(generated), body="\n".join(parts))

@@ -1,0 +1,461 @@
+"""SQLite storage: the one place that talks SQL.
+
+Schema in one string, versioned with ``PRAGMA user_version``; WAL journal so readers
+(``clustering stories``) never block a run; one transaction per stage of a run; every
+``sqlite3.Error`` becomes a StorageError here and nowhere else.  Everything derived
+(FAISS index, similarity matrices) is rebuilt from these tables, so losing it loses
+nothing.  ``":memory:"`` works for tests and API users who want no file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import LockedError, NotFoundError, StorageError
+from .types import Article, DuplicateLink, FeedStatus, Story
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 30_000
+"""How long a statement waits for another connection's write lock before failing."""
+
+SCHEMA = """
+CREATE TABLE feeds (
+    name TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    etag TEXT,
+    last_modified TEXT,
+    last_attempt TEXT,
+    last_success TEXT,
+    last_error TEXT,
+    last_error_at TEXT,
+    last_warning TEXT,
+    consecutive_errors INTEGER NOT NULL DEFAULT 0,
+    next_attempt TEXT
+);
+CREATE TABLE articles (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    entry_key TEXT NOT NULL,
+    title TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    url TEXT,
+    published TEXT NOT NULL,
+    published_estimated INTEGER NOT NULL DEFAULT 0,
+    first_seen TEXT NOT NULL,
+    text_hash TEXT NOT NULL,
+    author TEXT,
+    processed INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (source, entry_key)
+);
+CREATE INDEX articles_published ON articles (published);
+CREATE INDEX articles_url ON articles (url);
+CREATE INDEX articles_unprocessed ON articles (processed) WHERE processed = 0;
+CREATE TABLE embeddings (
+    article_id INTEGER PRIMARY KEY REFERENCES articles (id) ON DELETE CASCADE,
+    model TEXT NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE TABLE duplicates (
+    article_id INTEGER PRIMARY KEY REFERENCES articles (id) ON DELETE CASCADE,
+    canonical_id INTEGER NOT NULL REFERENCES articles (id) ON DELETE CASCADE,
+    kind TEXT NOT NULL,
+    score REAL NOT NULL,
+    linked TEXT NOT NULL
+);
+CREATE INDEX duplicates_canonical ON duplicates (canonical_id);
+CREATE TABLE stories (
+    id TEXT PRIMARY KEY,
+    label TEXT NOT NULL DEFAULT '',
+    keywords TEXT NOT NULL DEFAULT '[]',
+    topic_id TEXT,
+    created TEXT NOT NULL,
+    updated TEXT NOT NULL
+);
+CREATE TABLE story_members (
+    article_id INTEGER PRIMARY KEY REFERENCES articles (id) ON DELETE CASCADE,
+    story_id TEXT NOT NULL REFERENCES stories (id) ON DELETE CASCADE,
+    added TEXT NOT NULL
+);
+CREATE INDEX story_members_story ON story_members (story_id);
+"""
+
+
+def to_text(moment: datetime) -> str:
+    """UTC ISO-8601 with seconds: sorts as text in time order."""
+    if moment.tzinfo is None:
+        raise ValueError(f"naive datetime {moment!r}: clustering stores UTC-aware datetimes only")
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def from_text(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class NewArticle:
+    """A row to insert (parse output plus the derived dedup keys)."""
+
+    source: str
+    entry_key: str
+    title: str
+    summary: str
+    url: str | None
+    published: datetime
+    published_estimated: bool
+    text_hash: str
+    author: str | None = None
+
+
+@dataclass(frozen=True)
+class WindowArticle:
+    """An article of the processing window with what dedup and stories need."""
+
+    id: int
+    source: str
+    title: str
+    summary: str
+    url: str | None
+    published: datetime
+    text_hash: str
+    processed: bool
+    duplicate_of: int | None
+    story_id: str | None
+
+
+class Store:
+    """A connection to one clustering database."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if self.path != ":memory:":
+                self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open database {self.path}: {exc}") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot create database folder for {self.path}: {exc}") from exc
+
+    # --- plumbing ---------------------------------------------------------------------
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise StorageError(f"database {self.path} has schema version {version}, newer than this "
+                               f"clustering ({SCHEMA_VERSION}); upgrade clustering")
+        if version == 0:
+            tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
+            if tables:
+                raise StorageError(f"{self.path} is an SQLite database but not a clustering database")
+            with self.transaction():
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic unit of work: all of it lands or none of it."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot start a transaction on {self.path}: {exc}") from exc
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot commit to {self.path}: {exc}") from exc
+
+    def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"query on {self.path} failed: {exc}") from exc
+
+    def _write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StorageError(f"write to {self.path} failed: {exc}") from exc
+
+    def _write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self._db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise StorageError(f"write to {self.path} failed: {exc}") from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._db.close()
+
+    # --- feeds ------------------------------------------------------------------------
+    def sync_feeds(self, feeds: Iterable[tuple[str, str]]) -> None:
+        """Make sure every configured feed has a row; a changed URL resets its validators."""
+        for name, url in feeds:
+            row = self._query("SELECT url FROM feeds WHERE name = ?", (name,))
+            if not row:
+                self._write("INSERT INTO feeds (name, url) VALUES (?, ?)", (name, url))
+            elif row[0]["url"] != url:
+                self._write("UPDATE feeds SET url = ?, etag = NULL, last_modified = NULL, next_attempt = NULL,"
+                            " consecutive_errors = 0 WHERE name = ?", (url, name))
+
+    def feed_row(self, name: str) -> sqlite3.Row | None:
+        rows = self._query("SELECT * FROM feeds WHERE name = ?", (name,))
+        return rows[0] if rows else None
+
+    def record_fetch(self, name: str, *, now: datetime, ok: bool, error: str | None, warning: str | None,
+                     etag: str | None, last_modified: str | None, next_attempt: datetime) -> None:
+        if ok:
+            self._write("UPDATE feeds SET last_attempt = ?, last_success = ?, consecutive_errors = 0,"
+                        " last_error = NULL, etag = ?, last_modified = ?, next_attempt = ?, last_warning = ?"
+                        " WHERE name = ?",
+                        (to_text(now), to_text(now), etag, last_modified, to_text(next_attempt), warning, name))
+        else:
+            self._write("UPDATE feeds SET last_attempt = ?, last_error = ?, last_error_at = ?,"
+                        " consecutive_errors = consecutive_errors + 1, next_attempt = ? WHERE name = ?",
+                        (to_text(now), error, to_text(now), to_text(next_attempt), name))
+
+    def feed_statuses(self, names: Sequence[str] | None = None) -> list[FeedStatus]:
+        rows = self._query("SELECT f.*, (SELECT count(*) FROM articles a WHERE a.source = f.name) AS n"
+                           " FROM feeds f ORDER BY f.name")
+        statuses = [FeedStatus(
+            name=r["name"], url=r["url"], last_attempt=from_text(r["last_attempt"]),
+            last_success=from_text(r["last_success"]), last_error=r["last_error"],
+            last_error_at=from_text(r["last_error_at"]), consecutive_errors=r["consecutive_errors"],
+            next_attempt=from_text(r["next_attempt"]), articles=r["n"]) for r in rows]
+        if names is not None:
+            wanted = set(names)
+            statuses = [s for s in statuses if s.name in wanted]
+        return statuses
+
+    # --- articles ---------------------------------------------------------------------
+    def add_articles(self, articles: Sequence[NewArticle], now: datetime) -> list[int]:
+        """Insert the articles not stored yet (same source + entry key); return new ids."""
+        new_ids: list[int] = []
+        for article in articles:
+            cursor = self._write(
+                "INSERT OR IGNORE INTO articles (source, entry_key, title, summary, url, published,"
+                " published_estimated, first_seen, text_hash, author) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (article.source, article.entry_key, article.title, article.summary, article.url,
+                 to_text(article.published), int(article.published_estimated), to_text(now),
+                 article.text_hash, article.author))
+            if cursor.rowcount == 1:
+                new_ids.append(int(cursor.lastrowid))  # type: ignore[arg-type]
+        return new_ids
+
+    def articles_without_embedding(self, model: str) -> list[sqlite3.Row]:
+        return self._query("SELECT a.id, a.title, a.summary FROM articles a LEFT JOIN embeddings e"
+                           " ON e.article_id = a.id AND e.model = ? WHERE e.article_id IS NULL ORDER BY a.id",
+                           (model,))
+
+    def save_embeddings(self, model: str, ids: Sequence[int], vectors: np.ndarray) -> None:
+        import numpy as np
+
+        self._write_many("INSERT OR REPLACE INTO embeddings (article_id, model, vector) VALUES (?, ?, ?)",
+                         ((int(i), model, np.asarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vectors)))
+
+    def vectors(self, ids: Sequence[int], model: str) -> np.ndarray:
+        import numpy as np
+
+        found: dict[int, bytes] = {}
+        for start in range(0, len(ids), 500):
+            chunk = [int(i) for i in ids[start:start + 500]]
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(f"SELECT article_id, vector FROM embeddings WHERE model = ? AND article_id"
+                                   f" IN ({marks})", [model, *chunk]):
+                found[row["article_id"]] = row["vector"]
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise StorageError(f"no {model!r} embedding stored for articles {missing[:10]}")
+        return np.stack([np.frombuffer(found[i], dtype=np.float32) for i in ids]) if ids else \
+            np.zeros((0, 0), dtype=np.float32)
+
+    def has_unprocessed(self) -> bool:
+        return bool(self._query("SELECT 1 FROM articles WHERE processed = 0 LIMIT 1"))
+
+    def window(self, since: datetime) -> list[WindowArticle]:
+        """Articles published since ``since`` plus every unprocessed one, oldest first."""
+        rows = self._query(
+            "SELECT a.id, a.source, a.title, a.summary, a.url, a.published, a.text_hash, a.processed,"
+            " d.canonical_id, m.story_id FROM articles a"
+            " LEFT JOIN duplicates d ON d.article_id = a.id LEFT JOIN story_members m ON m.article_id = a.id"
+            " WHERE a.published >= ? OR a.processed = 0 ORDER BY a.published, a.id", (to_text(since),))
+        return [WindowArticle(id=r["id"], source=r["source"], title=r["title"], summary=r["summary"], url=r["url"],
+                              published=from_text(r["published"]), text_hash=r["text_hash"],  # type: ignore[arg-type]
+                              processed=bool(r["processed"]), duplicate_of=r["canonical_id"],
+                              story_id=r["story_id"]) for r in rows]
+
+    def latest_published(self) -> datetime | None:
+        rows = self._query("SELECT max(published) FROM articles")
+        return from_text(rows[0][0]) if rows and rows[0][0] else None
+
+    def mark_processed(self, ids: Sequence[int]) -> None:
+        self._write_many("UPDATE articles SET processed = 1 WHERE id = ?", ((int(i),) for i in ids))
+
+    def save_duplicates(self, links: Sequence[tuple[int, int, str, float]], now: datetime) -> None:
+        """(article, canonical, kind, score); a duplicate leaves any story it was in."""
+        for article_id, canonical_id, kind, score in links:
+            self._write("INSERT OR REPLACE INTO duplicates (article_id, canonical_id, kind, score, linked)"
+                        " VALUES (?, ?, ?, ?, ?)", (article_id, canonical_id, kind, score, to_text(now)))
+            moved = self._query("SELECT story_id FROM story_members WHERE article_id = ?", (article_id,))
+            if moved:
+                self._write("DELETE FROM story_members WHERE article_id = ?", (article_id,))
+                self._write("INSERT OR IGNORE INTO story_members (article_id, story_id, added) VALUES (?, ?, ?)",
+                            (canonical_id, moved[0]["story_id"], to_text(now)))
+
+    def _row_to_article(self, r: sqlite3.Row) -> Article:
+        return Article(id=r["id"], source=r["source"], entry_key=r["entry_key"], title=r["title"],
+                       summary=r["summary"], url=r["url"], published=from_text(r["published"]),  # type: ignore[arg-type]
+                       first_seen=from_text(r["first_seen"]), duplicate_of=r["canonical_id"],  # type: ignore[arg-type]
+                       story_id=r["story_id"])
+
+    _ARTICLE_SELECT = ("SELECT a.*, d.canonical_id, COALESCE(m.story_id, mc.story_id) AS story_id FROM articles a"
+                       " LEFT JOIN duplicates d ON d.article_id = a.id"
+                       " LEFT JOIN story_members m ON m.article_id = a.id"
+                       " LEFT JOIN story_members mc ON mc.article_id = d.canonical_id")
+
+    def article(self, article_id: int) -> Article:
+        rows = self._query(self._ARTICLE_SELECT + " WHERE a.id = ?", (article_id,))
+        if not rows:
+            raise NotFoundError(f"no article with id {article_id}")
+        return self._row_to_article(rows[0])
+
+    def articles(self, ids: Sequence[int]) -> list[Article]:
+        return [self.article(i) for i in ids]
+
+    def duplicates_of(self, article_id: int) -> list[DuplicateLink]:
+        """Links of every copy of the article's canonical, the canonical's own link excluded."""
+        self.article(article_id)
+        canonical = self._query("SELECT canonical_id FROM duplicates WHERE article_id = ?", (article_id,))
+        root = canonical[0]["canonical_id"] if canonical else article_id
+        rows = self._query("SELECT * FROM duplicates WHERE canonical_id = ? ORDER BY article_id", (root,))
+        return [DuplicateLink(r["article_id"], r["canonical_id"], r["kind"], r["score"]) for r in rows]
+
+    def duplicate_count(self) -> int:
+        return int(self._query("SELECT count(*) FROM duplicates")[0][0])
+
+    # --- stories ----------------------------------------------------------------------
+    def add_story_members(self, story_of: dict[int, str], now: datetime) -> None:
+        for story_id in set(story_of.values()):
+            self._write("INSERT OR IGNORE INTO stories (id, created, updated) VALUES (?, ?, ?)",
+                        (story_id, to_text(now), to_text(now)))
+            self._write("UPDATE stories SET updated = ? WHERE id = ?", (to_text(now), story_id))
+        self._write_many("INSERT OR REPLACE INTO story_members (article_id, story_id, added) VALUES (?, ?, ?)",
+                         ((int(a), s, to_text(now)) for a, s in story_of.items()))
+
+    def story_member_ids(self, story_ids: Sequence[str] | None = None) -> dict[str, list[int]]:
+        rows = self._query("SELECT m.story_id, m.article_id FROM story_members m JOIN articles a ON a.id ="
+                           " m.article_id ORDER BY a.published, a.id")
+        members: dict[str, list[int]] = {}
+        wanted = set(story_ids) if story_ids is not None else None
+        for r in rows:
+            if wanted is None or r["story_id"] in wanted:
+                members.setdefault(r["story_id"], []).append(r["article_id"])
+        return members
+
+    def update_story_labels(self, labels: dict[str, tuple[str, Sequence[str]]], topics: dict[str, str]) -> None:
+        for story_id, (label, keywords) in labels.items():
+            self._write("UPDATE stories SET label = ?, keywords = ?, topic_id = ? WHERE id = ?",
+                        (label, json.dumps(list(keywords), ensure_ascii=False), topics.get(story_id), story_id))
+
+    def set_topics(self, topics: dict[str, str]) -> None:
+        self._write_many("UPDATE stories SET topic_id = ? WHERE id = ?", ((t, s) for s, t in topics.items()))
+
+    def stories(self, *, since: datetime | None = None, limit: int | None = None,
+                story_ids: Sequence[str] | None = None) -> list[Story]:
+        sql = ("SELECT s.id, s.label, s.keywords, s.topic_id, count(m.article_id) AS size,"
+               " count(DISTINCT a.source) AS src, min(a.published) AS first, max(a.published) AS last,"
+               " group_concat(m.article_id) AS ids,"
+               " (SELECT count(*) FROM duplicates d JOIN story_members mm ON mm.article_id = d.canonical_id"
+               "   WHERE mm.story_id = s.id) AS dups,"
+               " (SELECT count(DISTINCT da.source) FROM duplicates d JOIN story_members mm ON"
+               "   mm.article_id = d.canonical_id JOIN articles da ON da.id = d.article_id"
+               "   WHERE mm.story_id = s.id AND da.source NOT IN (SELECT a2.source FROM story_members m2"
+               "   JOIN articles a2 ON a2.id = m2.article_id WHERE m2.story_id = s.id)) AS dup_sources"
+               " FROM stories s JOIN story_members m ON m.story_id = s.id JOIN articles a ON a.id = m.article_id")
+        params: list[Any] = []
+        if story_ids is not None:
+            sql += f" WHERE s.id IN ({','.join('?' * len(story_ids))})"
+            params.extend(story_ids)
+        sql += " GROUP BY s.id"
+        if since is not None:
+            sql += " HAVING max(a.published) >= ?"
+            params.append(to_text(since))
+        sql += " ORDER BY last DESC, size DESC, s.id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        result = []
+        for r in self._query(sql, params):
+            ids = tuple(sorted(int(x) for x in r["ids"].split(","))) if r["ids"] else ()
+            result.append(Story(id=r["id"], label=r["label"], keywords=tuple(json.loads(r["keywords"])),
+                                size=r["size"], sources=r["src"] + (r["dup_sources"] or 0),
+                                first_seen=from_text(r["first"]), last_seen=from_text(r["last"]),  # type: ignore[arg-type]
+                                topic_id=r["topic_id"], article_ids=ids, duplicates=r["dups"] or 0))
+        return result
+
+    def story_count(self) -> int:
+        return int(self._query("SELECT count(*) FROM stories")[0][0])
+
+
+# --- the run lock ---------------------------------------------------------------------------
+@contextlib.contextmanager
+def run_lock(database: str | Path, *, wait_seconds: float = 0.0) -> Iterator[None]:
+    """Hold an exclusive lock on ``<database>.lock`` for one run.
+
+    Overlapping cron runs: the second waits up to ``wait_seconds`` and then raises
+    LockedError; the OS releases the lock if the holder dies, so a crash never leaves
+    a stale lock behind.
+    """
+    import fcntl
+    import time
+
+    if str(database) == ":memory:":
+        yield
+        return
+    lock_path = Path(f"{database}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the run
+    deadline = time.monotonic() + max(wait_seconds, 0.0)
+    try:
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise LockedError(f"another clustering run holds {lock_path}") from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()

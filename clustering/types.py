@@ -1,0 +1,132 @@
+"""Frozen value objects that users of the library see.
+
+All datetimes are timezone-aware UTC.  Objects are immutable snapshots of the
+database at the time they were read; re-read to see later runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class ParsedEntry:
+    """One feed entry after parsing, before it is stored.
+
+    ``entry_key`` is stable across fetches of the same feed: the entry's guid,
+    else its link, else a hash of its content.  ``published_estimated`` is true
+    when the feed gave no usable date and ``published`` is the first-seen time.
+    """
+
+    entry_key: str
+    title: str
+    summary: str
+    url: str | None
+    published: datetime
+    published_estimated: bool = False
+    author: str | None = None
+
+
+@dataclass(frozen=True)
+class ArticleInput:
+    """An article brought by an API user (``Pipeline.add_articles``).
+
+    ``source`` plays the role of the feed name.  ``key`` (optional) makes
+    re-adding the same article a no-op; without it the URL, else a content
+    hash, is the key.
+    """
+
+    title: str
+    text: str = ""
+    url: str | None = None
+    published: datetime | None = None
+    source: str = "api"
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Article:
+    id: int
+    source: str
+    entry_key: str
+    title: str
+    summary: str
+    url: str | None
+    published: datetime
+    first_seen: datetime
+    duplicate_of: int | None = None
+    story_id: str | None = None
+
+
+@dataclass(frozen=True)
+class DuplicateLink:
+    """``article_id`` is a copy of ``canonical_id`` (the earliest article).
+
+    ``kind`` is ``"url"``, ``"text"`` (same normalized text) or ``"near"``
+    (embedding cosine ≥ threshold and lexical check passed); ``score`` is the
+    cosine similarity (1.0 for exact kinds).
+    """
+
+    article_id: int
+    canonical_id: int
+    kind: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Story:
+    id: str
+    label: str
+    keywords: tuple[str, ...]
+    size: int
+    sources: int
+    first_seen: datetime
+    last_seen: datetime
+    topic_id: str | None
+    article_ids: tuple[int, ...]
+    duplicates: int = 0
+
+
+@dataclass(frozen=True)
+class StoryDetail:
+    story: Story
+    articles: tuple[Article, ...]
+    duplicates: tuple[DuplicateLink, ...]
+    similarity: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    name: str
+    url: str
+    last_attempt: datetime | None
+    last_success: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    consecutive_errors: int
+    next_attempt: datetime | None
+    articles: int
+
+
+@dataclass(frozen=True)
+class RunReport:
+    feeds_ok: int
+    feeds_failed: int
+    feeds_not_modified: int
+    feeds_skipped: int
+    new_articles: int
+    duplicates: int
+    stories_new: int
+    stories_updated: int
+    stories_total: int
+    unassigned: int
+    seconds: float
+    failed_feeds: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        from dataclasses import asdict
+
+        result = asdict(self)
+        result["failed_feeds"] = list(self.failed_feeds)
+        return result
