@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from .errors import ClusteringError, ConfigError, LockedError
 
 DEFAULT_CONFIG = "feeds.yaml"
 SAMPLE_DATABASE = "clustering-sample.db"
+DEFAULT_EVAL_CACHE = Path.home() / ".cache" / "clustering" / "embeddings"
 
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +64,22 @@ def build_parser() -> argparse.ArgumentParser:
     feeds = commands.add_parser("feeds", help="status of each feed, with its last error")
     _add_source_options(feeds)
     feeds.add_argument("--json", action="store_true", help="print one JSON array")
+    evaluate = commands.add_parser("eval", help="score dedup + stories on a labelled corpus (B-cubed, ARI, AMI)")
+    evaluate.add_argument("path", metavar="PATH", help="labelled corpus: .jsonl/.json/.tsv/.csv")
+    evaluate.add_argument("--text", required=True, metavar="FIELD", help="text field (column index if no header)")
+    evaluate.add_argument("--label", required=True, metavar="FIELD", help="gold story/event label field")
+    evaluate.add_argument("--title", metavar="FIELD", help="title field (default: first line of the text)")
+    evaluate.add_argument("--time", metavar="FIELD", help="publication time field (ISO-8601 or Unix seconds)")
+    evaluate.add_argument("--source", metavar="FIELD", help="source/outlet field")
+    evaluate.add_argument("--topic-label", metavar="FIELD", help="coarser gold label: also score topics")
+    evaluate.add_argument("--stream", action="store_true", help="feed the corpus in chunks, as cron runs would")
+    evaluate.add_argument("--chunks", type=int, default=10, metavar="N", help="stream mode: runs (default 10)")
+    evaluate.add_argument("--seed", type=int, default=13, help="stream order for undated corpora (default 13)")
+    evaluate.add_argument("--config", "-c", metavar="FILE", help="settings to evaluate (default: built-in)")
+    evaluate.add_argument("--model", metavar="NAME", help="embedding model (overrides the config)")
+    evaluate.add_argument("--assignments", metavar="FILE", help="write one JSON line per input document")
+    evaluate.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
 
 
@@ -133,8 +151,11 @@ def cmd_stories(args: argparse.Namespace) -> int:
         found = pipeline.stories(since=since, limit=args.limit)
         if args.html:
             details = [pipeline.story(s.id) for s in found]
-            Path(args.html).write_text(stories_html(details, generated=f"{now:%Y-%m-%d %H:%M} UTC"),
-                                       encoding="utf-8")
+            page = stories_html(details, generated=f"{now:%Y-%m-%d %H:%M} UTC")
+            try:
+                Path(args.html).write_text(page, encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"--html {args.html}: cannot write the page: {exc.strerror or exc}") from exc
     if args.json:
         _print_json([story_dict(s) for s in found])
     else:
@@ -167,7 +188,44 @@ def cmd_feeds(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "stories": cmd_stories, "story": cmd_story, "feeds": cmd_feeds}
+def cmd_eval(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from .config import Config, load_config
+    from .corpora import load_labelled, split_headline
+    from .eval import evaluate
+
+    config = load_config(args.config) if args.config else Config()
+    if args.model:
+        config = dataclasses.replace(config, model=args.model)
+    docs = load_labelled(Path(args.path), text_field=args.text, label_field=args.label, title_field=args.title,
+                         time_field=args.time, topic_field=args.topic_label, source_field=args.source)
+    if not args.title:
+        docs = [dataclasses.replace(d, title=title, text=body)
+                for d in docs for title, body in [split_headline(d.text)]]
+    result = evaluate(docs, config=config, stream=args.stream, chunks=args.chunks, seed=args.seed,
+                      cache_dir=None if args.no_cache else DEFAULT_EVAL_CACHE)
+    if args.assignments:
+        with open(args.assignments, "w", encoding="utf-8") as handle:
+            for row in result.assignments:
+                handle.write(json.dumps(row) + "\n")
+    if args.json:
+        _print_json(result.as_dict())
+        return 0
+    print(f"{result.documents} documents, {result.mode} ({result.runs} runs), {result.seconds:.1f} s; "
+          f"duplicates: {result.duplicates['links']} ({result.duplicates['exact']} exact, "
+          f"{result.duplicates['near']} near)")
+    keys = ["b3_precision", "b3_recall", "b3_f1", "pair_f1", "ari", "ami", "n_clusters", "unassigned"]
+    print(f"{'level':<6} " + " ".join(f"{k:>12}" for k in keys))
+    for level, scores in (("story", result.story), ("topic", result.topic)):
+        if scores is not None:
+            print(f"{level:<6} " + " ".join(f"{scores[k]:>12.4g}" for k in keys))
+    if result.id_churn is not None:
+        print(f"id churn: {result.id_churn:.2%}")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "stories": cmd_stories, "story": cmd_story, "feeds": cmd_feeds, "eval": cmd_eval}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -181,13 +239,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = COMMANDS.get(args.command)
     try:
         assert handler is not None
-        return handler(args)
+        status = handler(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's final flush
+        return status
     except ClusteringError as exc:
         print(f"clustering: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("clustering: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `clustering stories | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # silence the final flush
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -9,6 +9,7 @@ stories.py), so a key documented there is a key accepted here.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -115,6 +116,8 @@ class _Reader:
         if not isinstance(raw, kind):
             want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
             raise self.error(f"expected {want}, got {type(raw).__name__} {raw!r}", full, node, name)
+        if isinstance(raw, float) and not math.isfinite(raw):
+            raise self.error(f"must be a finite number, got {raw!r}", full, node, name)
         if isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw < 0:
             raise self.error(f"must not be negative, got {raw!r}", full, node, name)
         return str(raw) if kind is str else raw
@@ -131,6 +134,10 @@ class _Reader:
         try:
             return cls(**values)
         except ValueError as exc:  # the params' own range checks
+            # a check of one key names it ("near_threshold must be ..."): point at that key
+            for name in mapping:
+                if str(exc).startswith(f"{name} "):
+                    raise self.error(str(exc), f"{key}.{name}", mapping, name) from exc
             raise self.error(str(exc), key, parent, key.rsplit(".", 1)[-1]) from exc
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from . import dedup, stories
 from .config import Config, FeedConfig, load_config
 from .embed import Embedder, article_text, make_embedder
-from .errors import ConfigError, FeedError, NotFoundError
+from .errors import ConfigError, EmbeddingError, FeedError, NotFoundError
 from .store import NewArticle, Store, WindowArticle, run_lock
 from .types import Article, ArticleInput, DuplicateLink, FeedStatus, ParsedEntry, RunReport, Story, StoryDetail
 
@@ -81,7 +81,9 @@ class Pipeline:
 
     @property
     def model_name(self) -> str:
-        return self._embedder.name if self._embedder is not None else self.config.model
+        """The name stored beside the vectors.  Asking the embedder loads no model, and
+        the configured name may differ from it (``hashing`` embeds as ``hashing-256``)."""
+        return self.embedder.name
 
     # --- the run ------------------------------------------------------------------------
     def run(self, *, force: bool = False) -> RunReport:
@@ -193,7 +195,7 @@ class Pipeline:
         model = self.model_name
         missing = self.store.articles_without_embedding(model)
         if missing:
-            vectors = self.embedder.embed([article_text(r["title"], r["summary"]) for r in missing])
+            vectors = self._embed([article_text(r["title"], r["summary"]) for r in missing], missing)
             with self.store.transaction():
                 self.store.save_embeddings(model, [r["id"] for r in missing], vectors)
         now = self._now()
@@ -230,6 +232,24 @@ class Pipeline:
                              stories_new=len(assignment.new_story_ids),
                              stories_updated=len(assignment.updated_story_ids),
                              stories_total=self.store.story_count(), unassigned=unassigned)
+
+    def _embed(self, texts: Sequence[str], rows: Sequence[Any]) -> Any:
+        """The embedder's error boundary: whatever it raises becomes an EmbeddingError
+        (the articles stay stored and unprocessed for the next run)."""
+        import numpy as np
+
+        span = f"articles {rows[0]['id']}..{rows[-1]['id']}"
+        try:
+            vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
+        except EmbeddingError:
+            raise
+        except Exception as exc:
+            raise EmbeddingError(f"embedding {span} with {self.model_name!r} failed: "
+                                 f"{type(exc).__name__}: {exc}") from exc
+        if vectors.ndim != 2 or vectors.shape[0] != len(texts):
+            raise EmbeddingError(f"embedding {span} with {self.model_name!r}: expected {len(texts)} vectors, "
+                                 f"got an array of shape {vectors.shape}")
+        return vectors
 
     def _window_start(self, now: datetime) -> datetime:
         """The window ends at the newest article (never after now): a replayed archive or
@@ -328,24 +348,36 @@ def _new_article(source: str, entry: ParsedEntry) -> NewArticle:
 
 def _as_input(value: ArticleInput | Mapping[str, Any], index: int) -> ArticleInput:
     if isinstance(value, ArticleInput):
-        return value
-    if not isinstance(value, Mapping):
+        article = value
+    elif not isinstance(value, Mapping):
         raise ConfigError(f"article #{index}: expected a mapping or ArticleInput, got {type(value).__name__}")
-    allowed = {f.name for f in dataclasses.fields(ArticleInput)}
-    unknown = set(value) - allowed
-    if unknown:
-        raise ConfigError(f"article #{index}: unknown field(s) {sorted(unknown)} (known: {sorted(allowed)})")
-    if not value.get("title") and not value.get("text"):
+    else:
+        allowed = {f.name for f in dataclasses.fields(ArticleInput)}
+        unknown = set(value) - allowed
+        if unknown:
+            raise ConfigError(f"article #{index}: unknown field(s) {sorted(unknown)} (known: {sorted(allowed)})")
+        article = ArticleInput(**{"title": "", **value})
+    for name, optional in (("title", False), ("text", False), ("source", False), ("url", True), ("key", True)):
+        field_value = getattr(article, name)
+        if not (isinstance(field_value, str) or (optional and field_value is None)):
+            raise ConfigError(f"article #{index}: {name} must be a string, got {type(field_value).__name__}")
+    if not article.title.strip() and not article.text.strip():
         raise ConfigError(f"article #{index}: needs a title or a text")
-    return ArticleInput(**value)
+    if not article.source.strip():
+        raise ConfigError(f"article #{index}: source must not be empty")
+    if article.published is not None:
+        if not isinstance(article.published, datetime):
+            raise ConfigError(f"article #{index}: published must be a datetime, "
+                              f"got {type(article.published).__name__}")
+        if article.published.tzinfo is None:
+            raise ConfigError(f"article #{index} {article.title[:60]!r}: published must be timezone-aware")
+    return article
 
 
 def _input_article(article: ArticleInput, now: datetime) -> NewArticle:
     from .parse import canonical_url
 
     published = article.published or now
-    if published.tzinfo is None:
-        raise ConfigError(f"article {article.title[:60]!r}: published must be timezone-aware")
     url = canonical_url(article.url) if article.url else None
     digest = dedup.text_hash(article.title, article.text)
     key = article.key or (f"url:{url}" if url else f"hash:{hashlib.sha1(digest.encode()).hexdigest()}")

@@ -67,7 +67,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def normalize_text(text: str) -> str:
-    """Case-, accent-, punctuation- and whitespace-insensitive form of a text."""
+    """Case-, punctuation- and whitespace-insensitive form of a text (NFKC; accents are kept)."""
     text = unicodedata.normalize("NFKC", text).casefold()
     return " ".join(_WORD.findall(text))
 
@@ -75,6 +75,10 @@ def normalize_text(text: str) -> str:
 def text_hash(title: str, summary: str) -> str:
     """Hash of the normalized title + summary: equal for byte-different exact copies."""
     return hashlib.sha1(f"{normalize_text(title)}\n{normalize_text(summary)}".encode()).hexdigest()
+
+
+EMPTY_TEXT_HASH = text_hash("", "")
+"""The hash of an article with no words (a bare link): never an exact-copy key."""
 
 
 def shingles(text: str, size: int = 3) -> frozenset[int]:
@@ -140,6 +144,9 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
     for index, item in enumerate(items):
         canonical[index] = index
     position = {item.article_id: index for index, item in enumerate(items)}
+    # an old copy whose canonical has left the window keeps its link and takes no part
+    outside = {i for i, it in enumerate(items)
+               if not it.is_new and it.duplicate_of is not None and it.duplicate_of not in position}
     for index, item in enumerate(items):
         if not item.is_new and item.duplicate_of is not None and item.duplicate_of in position:
             canonical[index] = position[item.duplicate_of]
@@ -147,14 +154,24 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
 
     by_url: dict[str, int] = {}
     by_hash: dict[str, int] = {}
-    old_roots = [i for i, it in enumerate(items) if not it.is_new and canonical[i] == i]
-    for index in old_roots:
+
+    def register(index: int, root: int) -> None:
+        """Exact keys of every member (not only the canonical) lead to the group's root."""
         if items[index].canonical_url:
-            by_url.setdefault(items[index].canonical_url, index)
-        by_hash.setdefault(items[index].text_hash, index)
+            by_url.setdefault(items[index].canonical_url, root)
+        if items[index].text_hash != EMPTY_TEXT_HASH:
+            by_hash.setdefault(items[index].text_hash, root)
+
+    old_roots = [i for i, it in enumerate(items) if not it.is_new and canonical[i] == i and i not in outside]
+    for index in old_roots:
+        register(index, index)
+    for index, item in enumerate(items):
+        if not item.is_new and canonical[index] != index:
+            register(index, canonical[index])
 
     new_order = sorted((i for i, it in enumerate(items) if it.is_new), key=lambda i: _order_key(items[i]))
-    root_indices = list(old_roots)
+    # FAISS rows: articles searched for copies (each group's canonical at the time it was
+    # added); a row keeps its own article, whose group root is canonical[article]
     index_rows: list[int] = list(old_roots)
     faiss_index = _build_index(vectors, index_rows)
     shingle_cache: dict[int, frozenset[int]] = {}
@@ -174,11 +191,13 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
             kinds[root] = (kind, score)
             _replace_root(by_url, root, child, items[child].canonical_url)
             _replace_root(by_hash, root, child, items[child].text_hash)
-            root_indices[root_indices.index(root)] = child
-            index_rows[index_rows.index(root)] = child
+            # the old root's row stays (its text still finds its copies); the child is added
+            index_rows.append(child)
+            faiss_index.add(np.ascontiguousarray(vectors[child:child + 1], dtype=np.float32))
         else:
             canonical[child] = root
             kinds[child] = (kind, score)
+            register(child, root)
 
     for index in new_order:
         item = items[index]
@@ -186,7 +205,7 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
         if root is not None:
             attach(index, root, "url", 1.0)
             continue
-        root = by_hash.get(item.text_hash)
+        root = by_hash.get(item.text_hash) if item.text_hash != EMPTY_TEXT_HASH else None
         if root is not None:
             attach(index, root, "text", 1.0)
             continue
@@ -198,10 +217,11 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
             for score, row in zip(scores[0], rows[0]):
                 if row < 0 or score < params.lexical_floor:
                     continue
-                candidate = canonical[index_rows[row]]
+                member = index_rows[row]
+                candidate = canonical[member]
                 if candidate == index:
                     continue
-                other = shingles_of(candidate)
+                other = shingles_of(member)
                 if min(len(own), len(other)) < params.min_shingles:
                     continue
                 if is_near_duplicate(float(score), containment(own, other), params):
@@ -211,10 +231,7 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
             attach(index, best[1], "near", min(best[0], 1.0))
             continue
         # a new canonical: searchable by later new articles
-        if item.canonical_url:
-            by_url.setdefault(item.canonical_url, index)
-        by_hash.setdefault(item.text_hash, index)
-        root_indices.append(index)
+        register(index, index)
         index_rows.append(index)
         if faiss_index is None:
             faiss_index = _build_index(vectors, [])
@@ -222,6 +239,8 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
 
     links: list[Link] = []
     for index, item in enumerate(items):
+        if index in outside:
+            continue
         root = canonical[index]
         while canonical[root] != root:
             root = canonical[root]

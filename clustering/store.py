@@ -170,6 +170,9 @@ class Store:
             if tables:
                 raise StorageError(f"{self.path} is an SQLite database but not a clustering database")
             with self.transaction():
+                # another process may have created the schema since we looked (two first runs)
+                if self._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                    return
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         self._db.execute(statement)
@@ -185,11 +188,15 @@ class Store:
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite may already have rolled back (disk full, I/O error): never mask the cause
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
             raise
         try:
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
             raise StorageError(f"cannot commit to {self.path}: {exc}") from exc
 
     def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
@@ -420,6 +427,17 @@ class Store:
                                 topic_id=r["topic_id"], article_ids=ids, duplicates=r["dups"] or 0))
         return result
 
+    def article_assignments(self) -> dict[int, tuple[str | None, int | None, str | None]]:
+        """article id -> (story id, canonical id, link kind): a duplicate reports its canonical's story."""
+        rows = self._query("SELECT a.id, d.canonical_id, d.kind, COALESCE(m.story_id, mc.story_id) AS story_id"
+                           " FROM articles a LEFT JOIN duplicates d ON d.article_id = a.id"
+                           " LEFT JOIN story_members m ON m.article_id = a.id"
+                           " LEFT JOIN story_members mc ON mc.article_id = d.canonical_id")
+        return {r["id"]: (r["story_id"], r["canonical_id"], r["kind"]) for r in rows}
+
+    def story_topics(self) -> dict[str, str | None]:
+        return {r["id"]: r["topic_id"] for r in self._query("SELECT id, topic_id FROM stories")}
+
     def story_count(self) -> int:
         return int(self._query("SELECT count(*) FROM stories")[0][0])
 
@@ -440,8 +458,11 @@ def run_lock(database: str | Path, *, wait_seconds: float = 0.0) -> Iterator[Non
         yield
         return
     lock_path = Path(f"{database}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    handle = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the run
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the run
+    except OSError as exc:
+        raise StorageError(f"cannot open the run lock {lock_path}: {exc}") from exc
     deadline = time.monotonic() + max(wait_seconds, 0.0)
     try:
         while True:

@@ -1,0 +1,253 @@
+"""The command line, run as users run it: ``python -m clustering ...`` in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clustering.store import run_lock
+
+RUN_KEYS = {"feeds_ok", "feeds_failed", "new_articles", "duplicates", "stories_new", "stories_updated"}
+STORY_KEYS = {"id", "label", "keywords", "size", "sources", "first_seen", "last_seen", "topic_id", "article_ids"}
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+SCRIPT_TITLE = "&amp;lt;script&amp;gt;alert('pwned')&amp;lt;/script&amp;gt; Vellmar earthquake rescue"
+"""A headline that, once parsed, reads ``<script>alert('pwned')</script> ...`` (escaped twice in XML)."""
+
+TOPICS = {
+    "quake": "Vellmar earthquake magnitude tremor rubble rescue collapsed buildings survivors aftershock coast "
+             "epicentre",
+    "rates": "Ostreich central bank interest rates inflation governor hike percentage bonds currency lending",
+}
+
+
+def clustering(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "clustering", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+
+
+def feed_xml(topic: str, seeds: Sequence[int], titles: dict[int, str] | None = None) -> str:
+    """An RSS document of shuffled-vocabulary articles about ``topic`` (hours-old dates)."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    items = []
+    for seed in seeds:
+        words = TOPICS[topic].split()
+        random.Random(seed).shuffle(words)
+        title = (titles or {}).get(seed, " ".join(words[:5]).capitalize())
+        published = format_datetime(now - timedelta(hours=6) + timedelta(minutes=seed))
+        items.append(f"<item><title>{title}</title><link>https://{topic}.test/{seed}</link>"
+                     f"<guid>{topic}-{seed}</guid><pubDate>{published}</pubDate>"
+                     f"<description>{' '.join(words)}.</description></item>")
+    return (f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>{topic}</title>'
+            f"<link>https://{topic}.test/</link><description>d</description>{''.join(items)}</channel></rss>")
+
+
+def write_config(folder: Path, feeds: Sequence[tuple[str, str]], name: str = "feeds.yaml") -> Path:
+    lines = ["settings:", "  model: hashing", "  database: news.db", "feeds:"]
+    lines += [f"  - name: {feed}\n    url: {url}" for feed, url in feeds]
+    path = folder / name
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """A folder with feeds.yaml (two local feeds and one missing file) after one `run --json`."""
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "quake.xml").write_text(feed_xml("quake", [1, 2, 3, 4], {2: SCRIPT_TITLE}), encoding="utf-8")
+    (folder / "rates.xml").write_text(feed_xml("rates", [5, 6, 7, 8]), encoding="utf-8")
+    write_config(folder, [("quake-desk", "quake.xml"), ("rates-desk", "rates.xml"), ("gone", "missing.xml")])
+    result = clustering("run", "--config", "feeds.yaml", "--json", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return folder, json.loads(result.stdout)  # the whole of stdout is one JSON value
+
+
+def test_help_lists_the_commands(tmp_path: Path) -> None:
+    result = clustering("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    for command in ("run", "stories", "story", "feeds"):
+        assert re.search(rf"^\s+{command}\s", result.stdout, re.MULTILINE), command
+    run_help = clustering("run", "--help", cwd=tmp_path)
+    assert run_help.returncode == 0 and "--force" in run_help.stdout and "--json" in run_help.stdout
+
+
+def test_run_json_is_one_object_with_the_counts(workspace: tuple[Path, dict[str, Any]]) -> None:
+    _, report = workspace
+    assert isinstance(report, dict)
+    assert RUN_KEYS <= set(report)
+    assert report["skipped"] is False
+    assert (report["feeds_ok"], report["feeds_failed"], report["new_articles"]) == (2, 1, 8)
+    assert report["failed_feeds"] == ["gone"]
+    assert (report["stories_new"], report["stories_updated"], report["duplicates"]) == (2, 0, 0)
+
+
+def test_run_text_summary_and_a_second_run_adds_nothing(workspace: tuple[Path, dict[str, Any]]) -> None:
+    folder, _ = workspace
+    result = clustering("run", "--config", "feeds.yaml", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert "0 new articles" in result.stdout and "3 not due" in result.stdout
+    forced = clustering("run", "--config", "feeds.yaml", "--force", "--json", cwd=folder)
+    report = json.loads(forced.stdout)
+    assert (report["feeds_not_modified"], report["new_articles"], report["stories_new"]) == (2, 0, 0)
+
+
+def stories_json(folder: Path) -> list[dict[str, Any]]:
+    result = clustering("stories", "--config", "feeds.yaml", "--json", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    stories = json.loads(result.stdout)
+    assert isinstance(stories, list)
+    return stories
+
+
+def test_stories_json_shape(workspace: tuple[Path, dict[str, Any]]) -> None:
+    folder, _ = workspace
+    stories = stories_json(folder)
+    assert len(stories) == 2
+    for story in stories:
+        assert STORY_KEYS <= set(story)
+        assert isinstance(story["id"], str) and story["id"]
+        assert isinstance(story["label"], str) and story["label"]
+        assert isinstance(story["keywords"], list) and all(isinstance(k, str) for k in story["keywords"])
+        assert story["size"] == len(story["article_ids"]) == 4
+        assert all(isinstance(i, int) for i in story["article_ids"])
+        assert story["sources"] == 1
+        assert ISO_UTC.match(story["first_seen"]) and ISO_UTC.match(story["last_seen"])
+        assert story["first_seen"] <= story["last_seen"]
+        assert story["topic_id"] is None or isinstance(story["topic_id"], str)
+    assert sorted(i for s in stories for i in s["article_ids"]) == list(range(1, 9))
+    table = clustering("stories", "--config", "feeds.yaml", cwd=folder)
+    assert table.returncode == 0
+    for story in stories:
+        assert story["id"] in table.stdout
+
+
+def test_story_text_and_json(workspace: tuple[Path, dict[str, Any]]) -> None:
+    folder, _ = workspace
+    story = next(s for s in stories_json(folder) if 2 in s["article_ids"])
+    text = clustering("story", story["id"], "--config", "feeds.yaml", cwd=folder)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.startswith(f"story {story['id']}: ")
+    assert "<script>alert('pwned')</script>" in text.stdout  # plain text output is not HTML
+    for article_id in story["article_ids"]:
+        assert f"#{article_id}" in text.stdout
+    as_json = clustering("story", story["id"], "--config", "feeds.yaml", "--json", cwd=folder)
+    detail = json.loads(as_json.stdout)
+    assert detail["id"] == story["id"] and detail["article_ids"] == story["article_ids"]
+    assert [a["id"] for a in detail["articles"]] == story["article_ids"]
+    assert all(a["story_id"] == story["id"] and a["source"] == "quake-desk" for a in detail["articles"])
+    assert all(isinstance(a["similarity"], float) for a in detail["articles"])
+    assert detail["duplicates"] == []
+
+
+def test_unknown_story_id_exits_1(workspace: tuple[Path, dict[str, Any]]) -> None:
+    folder, _ = workspace
+    result = clustering("story", "s424242", "--config", "feeds.yaml", cwd=folder)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("clustering: error:") and "s424242" in result.stderr
+
+
+def test_feeds_table_shows_the_last_error(workspace: tuple[Path, dict[str, Any]]) -> None:
+    folder, _ = workspace
+    result = clustering("feeds", "--config", "feeds.yaml", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    gone = next(line for line in result.stdout.splitlines() if line.startswith("gone "))
+    assert "file not found" in gone and "missing.xml" in gone
+    ok = next(line for line in result.stdout.splitlines() if line.startswith("rates-desk "))
+    assert "error" not in ok.lower() and " 4 " in ok
+    statuses = {s["name"]: s for s in json.loads(clustering("feeds", "--config", "feeds.yaml", "--json",
+                                                              cwd=folder).stdout)}
+    assert statuses["gone"]["consecutive_errors"] >= 1 and statuses["rates-desk"]["last_error"] is None
+
+
+def test_stories_html_is_escaped(workspace: tuple[Path, dict[str, Any]]) -> None:
+    folder, _ = workspace
+    result = clustering("stories", "--config", "feeds.yaml", "--html", "page.html", cwd=folder)
+    assert result.returncode == 0, result.stderr
+    page = (folder / "page.html").read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>") and page.count('class="story"') == 2
+    assert "<script" not in page
+    assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in page
+    assert 'href="https://quake.test/1"' in page
+
+
+def test_html_into_a_missing_folder_is_an_error_not_a_traceback(workspace: tuple[Path, dict[str, Any]]) -> None:
+    folder, _ = workspace
+    result = clustering("stories", "--config", "feeds.yaml", "--html", "no/such/folder/page.html", cwd=folder)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "no/such/folder/page.html" in result.stderr and "cannot write" in result.stderr
+
+
+def test_a_reader_that_leaves_early_is_not_an_error(workspace: tuple[Path, dict[str, Any]]) -> None:
+    folder, _ = workspace
+    process = subprocess.Popen([sys.executable, "-m", "clustering", "stories", "--config", "feeds.yaml", "--json"],
+                               cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # like `clustering stories --json | head -0`
+    errors = process.stderr.read()
+    assert process.wait(timeout=120) == 0
+    assert "Traceback" not in errors and "BrokenPipe" not in errors
+
+
+# --------------------------------------------------------------------------- configuration errors
+
+
+@pytest.mark.parametrize(("text", "line", "key", "reason"), [
+    ("settings:\n  model: hashing\n  window_days: 3: 4\nfeeds: []\n", 3, None, "invalid YAML"),
+    ("settings:\n  model: hashing\n  windw_days: 3\n", 3, "settings.windw_days", "unknown key"),
+    ("settings:\n  model: hashing\n  window_days: soon\n", 3, "settings.window_days", "expected float"),
+    ("feeds:\n  - name: wire\n    url: wire.xml\n  - name: gazette\n    tags: [local]\n", 4, "feeds[1].url",
+     "missing required key"),
+    ("settings:\n  fetch:\n    timeout_seconds: [1]\n", 3, "settings.fetch.timeout_seconds", "expected float"),
+])
+def test_malformed_config_names_file_key_and_line(tmp_path: Path, text: str, line: int, key: str | None,
+                                                   reason: str) -> None:
+    (tmp_path / "broken.yaml").write_text(text, encoding="utf-8")
+    result = clustering("run", "--config", "broken.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert f"broken.yaml:{line}" in result.stderr
+    assert reason in result.stderr
+    if key is not None:
+        assert f"'{key}'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "news.db").exists() and not (tmp_path / "clustering.db").exists()
+
+
+def test_missing_config_exits_1_with_a_hint(tmp_path: Path) -> None:
+    default = clustering("run", cwd=tmp_path)
+    assert default.returncode == 1
+    assert "feeds.yaml" in default.stderr and "--config" in default.stderr and "--sample" in default.stderr
+    named = clustering("stories", "--config", "nowhere.yaml", cwd=tmp_path)
+    assert named.returncode == 1
+    assert "nowhere.yaml" in named.stderr and "not found" in named.stderr
+
+
+def test_bad_arguments_exit_2(tmp_path: Path) -> None:
+    assert clustering("frobnicate", cwd=tmp_path).returncode == 2
+    assert clustering("stories", "--limit", "many", cwd=tmp_path).returncode == 2
+
+
+def test_run_while_locked_is_skipped_with_exit_0(tmp_path: Path) -> None:
+    (tmp_path / "rates.xml").write_text(feed_xml("rates", [5, 6, 7]), encoding="utf-8")
+    write_config(tmp_path, [("rates-desk", "rates.xml")])
+    with run_lock(tmp_path / "news.db"):
+        text = clustering("run", "--config", "feeds.yaml", cwd=tmp_path)
+        as_json = clustering("run", "--config", "feeds.yaml", "--json", cwd=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "skipped" in text.stdout + text.stderr
+    assert as_json.returncode == 0
+    assert json.loads(as_json.stdout)["skipped"] is True
+    after = clustering("run", "--config", "feeds.yaml", "--json", cwd=tmp_path)
+    assert json.loads(after.stdout)["new_articles"] == 3

@@ -1,0 +1,509 @@
+"""The facade end to end: real SQLite files, a real HTTP server on 127.0.0.1, real feedparser.
+
+Most tests embed with the deterministic ``hashing`` embedder (settings.model: hashing);
+the real model is exercised in test_sample.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from clustering import ConfigError, EmbeddingError, LockedError, NotFoundError, open_pipeline
+from clustering.config import Config, parse_config
+from clustering.embed import HashingEmbedder
+from clustering.fetch import BACKOFF_BASE_SECONDS
+from clustering.store import run_lock
+from clustering.types import Article, DuplicateLink, Story, StoryDetail
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "clustering" / "sample"
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=timezone.utc)
+POLL = timedelta(minutes=1)
+ETAG = '"cond-v1"'
+LAST_MODIFIED = "Mon, 02 Mar 2026 09:00:00 GMT"
+
+TOPICS = {
+    "quake": "Vellmar earthquake magnitude tremor rubble rescue collapsed buildings survivors aftershock coast "
+             "epicentre",
+    "rates": "Ostreich central bank interest rates inflation governor hike percentage bonds currency lending",
+    "final": "Dunmore football final trophy striker goal penalty stadium fans champions coach",
+}
+"""Three invented events.  Each article is a shuffle of its event's words: articles of one event
+share every word (the hashing embedder sees them as one story) but few word sequences, so dedup
+does not take them for copies."""
+
+
+class Clock:
+    """The pipeline's ``now`` seam: a settable, fixed time."""
+
+    def __init__(self, moment: datetime = NOW) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+def topic_text(topic: str, seed: int) -> tuple[str, str]:
+    """(title, text) of one article about ``topic``; ``seed`` picks the word order."""
+    words = TOPICS[topic].split()
+    random.Random(seed).shuffle(words)
+    return " ".join(words[:5]).capitalize(), " ".join(words) + "."
+
+
+def topic_article(topic: str, source: str, seed: int, hours: float = 0.0) -> dict[str, Any]:
+    title, text = topic_text(topic, seed)
+    return {"title": title, "text": text, "url": f"https://{source}.test/{topic}/{seed}",
+            "published": NOW - timedelta(hours=6) + timedelta(hours=hours), "source": source}
+
+
+def corpus() -> list[dict[str, Any]]:
+    """Four articles (four sources) for each of the three events."""
+    return [topic_article(topic, source, seed=10 * t + s, hours=s)
+            for t, topic in enumerate(TOPICS) for s, source in enumerate(["ara", "bel", "cor", "dun"])]
+
+
+def rss(items: Sequence[tuple[str, str, str, datetime]], title: str = "Test feed") -> bytes:
+    """An RSS 2.0 document from (guid, title, text, published) items."""
+    body = "".join(
+        f"<item><title>{t}</title><link>https://feed.test/{guid}</link><guid isPermaLink=\"false\">{guid}</guid>"
+        f"<pubDate>{format_datetime(p)}</pubDate><description>{d}</description></item>"
+        for guid, t, d, p in items)
+    return (f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>{title}</title>'
+            f"<link>https://feed.test/</link><description>test</description>{body}</channel></rss>").encode()
+
+
+def topic_items(prefix: str, topic: str, seeds: Sequence[int]) -> list[tuple[str, str, str, datetime]]:
+    return [(f"{prefix}-{seed}", *topic_text(topic, seed), NOW - timedelta(hours=5) + timedelta(minutes=seed))
+            for seed in seeds]
+
+
+def hashing_config(feeds: Sequence[dict[str, Any]] = (), base_dir: Path | None = None, **settings: Any) -> Config:
+    return parse_config({"settings": {"model": "hashing", **settings}, "feeds": list(feeds)},
+                        base_dir=base_dir)
+
+
+def by_name(pipeline: Any) -> dict[str, Any]:
+    return {status.name: status for status in pipeline.feeds()}
+
+
+def story_members(pipeline: Any) -> dict[str, tuple[int, ...]]:
+    return {story.id: story.article_ids for story in pipeline.stories()}
+
+
+@pytest.fixture
+def server() -> Iterator[HTTPServer]:
+    """A threaded server, so one slow feed does not hold up the others."""
+    http = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    http.start()
+    try:
+        yield http
+    finally:
+        http.clear()
+        http.stop()
+
+
+# --------------------------------------------------------------------------- fetching over HTTP
+
+
+def test_http_failures_are_recorded_per_feed_and_good_feeds_are_stored(server: HTTPServer, tmp_path: Path) -> None:
+    conditional_headers: list[tuple[str | None, str | None]] = []
+    calls = {"broken": 0}
+
+    def conditional(request: Request) -> Response:
+        sent = (request.headers.get("If-None-Match"), request.headers.get("If-Modified-Since"))
+        conditional_headers.append(sent)
+        if sent == (ETAG, LAST_MODIFIED):
+            return Response(status=304, headers={"ETag": ETAG})
+        return Response(rss(topic_items("cond", "quake", [1, 2, 3])), content_type="application/rss+xml",
+                        headers={"ETag": ETAG, "Last-Modified": LAST_MODIFIED})
+
+    def broken(request: Request) -> Response:
+        calls["broken"] += 1
+        if calls["broken"] == 1:
+            return Response("boom", status=500)
+        return Response(rss(topic_items("broken", "final", [7, 8])), content_type="application/rss+xml")
+
+    def slow(request: Request) -> Response:
+        time.sleep(1.2)
+        return Response(rss(topic_items("slow", "final", [9])), content_type="application/rss+xml")
+
+    server.expect_request("/cond.xml").respond_with_handler(conditional)
+    server.expect_request("/plain.xml").respond_with_data(
+        rss(topic_items("plain", "rates", [4, 5])), content_type="application/rss+xml")
+    server.expect_request("/broken.xml").respond_with_handler(broken)
+    server.expect_request("/slow.xml").respond_with_handler(slow)
+    server.expect_request("/huge.xml").respond_with_data(
+        rss([("huge-1", "Huge", "word " * 30_000, NOW)]), content_type="application/rss+xml")
+    server.expect_request("/page.html").respond_with_data(
+        "<!doctype html><html><head><title>Welcome</title></head><body><p>Not a feed</p></body></html>",
+        content_type="text/html; charset=utf-8")
+    names = ["cond", "plain", "broken", "slow", "huge", "html"]
+    paths = ["/cond.xml", "/plain.xml", "/broken.xml", "/slow.xml", "/huge.xml", "/page.html"]
+    config = hashing_config([{"name": n, "url": server.url_for(p)} for n, p in zip(names, paths)],
+                            poll_interval_minutes=1, fetch={"timeout_seconds": 0.5, "max_bytes": 50_000})
+    clock = Clock()
+
+    with open_pipeline(tmp_path / "news.db", config, now=clock) as pipeline:
+        first = pipeline.run()
+        assert (first.feeds_ok, first.feeds_failed, first.feeds_not_modified) == (2, 4, 0)
+        assert sorted(first.failed_feeds) == ["broken", "html", "huge", "slow"]
+        assert first.new_articles == 5
+        status = by_name(pipeline)
+        assert "500" in status["broken"].last_error
+        assert "timed out" in status["slow"].last_error
+        assert "larger than 50000 bytes" in status["huge"].last_error
+        assert "not a feed" in status["html"].last_error and "HTML" in status["html"].last_error
+        for name in ("broken", "slow", "huge", "html"):
+            assert status[name].consecutive_errors == 1
+            assert status[name].articles == 0
+            assert status[name].last_error_at == NOW
+            assert status[name].last_success is None
+            # backoff: the first retry waits BACKOFF_BASE_SECONDS, longer than the 1-minute poll interval
+            assert status[name].next_attempt == NOW + timedelta(seconds=BACKOFF_BASE_SECONDS)
+        for name, count in (("cond", 3), ("plain", 2)):
+            assert status[name].last_error is None and status[name].consecutive_errors == 0
+            assert status[name].articles == count
+            assert status[name].last_success == NOW
+            assert status[name].next_attempt == NOW + POLL
+        assert conditional_headers == [(None, None)]
+
+        clock.moment = NOW + timedelta(seconds=10)
+        second = pipeline.run(force=True)
+        assert conditional_headers[-1] == (ETAG, LAST_MODIFIED)
+        assert second.feeds_not_modified == 1
+        assert (second.feeds_ok, second.feeds_failed) == (2, 3)  # plain (same items again) and broken
+        assert second.new_articles == 2  # only the recovered feed's; plain's items are not added twice
+        status = by_name(pipeline)
+        assert (status["cond"].articles, status["plain"].articles) == (3, 2)
+        assert status["cond"].last_success == clock.moment
+        assert pipeline.store.feed_row("cond")["etag"] == ETAG
+        recovered = status["broken"]
+        assert (recovered.consecutive_errors, recovered.last_error, recovered.articles) == (0, None, 2)
+        assert recovered.next_attempt == clock.moment + POLL
+        for name in ("slow", "huge", "html"):
+            assert status[name].consecutive_errors == 2
+            assert status[name].next_attempt == clock.moment + timedelta(seconds=2 * BACKOFF_BASE_SECONDS)
+
+
+def test_run_without_force_fetches_only_due_feeds(server: HTTPServer, tmp_path: Path) -> None:
+    requests: list[str] = []
+
+    def record(body: bytes | None) -> Any:
+        def handler(request: Request) -> Response:
+            requests.append(request.path)
+            if body is None:
+                return Response("down", status=503)
+            return Response(body, content_type="application/rss+xml")
+        return handler
+
+    server.expect_request("/good.xml").respond_with_handler(record(rss(topic_items("good", "quake", [1, 2]))))
+    server.expect_request("/down.xml").respond_with_handler(record(None))
+    config = hashing_config([{"name": "good", "url": server.url_for("/good.xml")},
+                             {"name": "down", "url": server.url_for("/down.xml")}], poll_interval_minutes=1)
+    clock = Clock()
+    with open_pipeline(tmp_path / "news.db", config, now=clock) as pipeline:
+        first = pipeline.run()
+        assert (first.feeds_ok, first.feeds_failed, first.new_articles) == (1, 1, 2)
+        assert sorted(requests) == ["/down.xml", "/good.xml"]
+
+        clock.moment = NOW + timedelta(seconds=30)  # before the poll interval and the backoff
+        early = pipeline.run()
+        assert (early.feeds_skipped, early.feeds_ok, early.feeds_failed, early.new_articles) == (2, 0, 0, 0)
+        assert len(requests) == 2
+
+        clock.moment = NOW + timedelta(minutes=2)  # the good feed is due, the failing one backs off
+        later = pipeline.run()
+        assert (later.feeds_skipped, later.feeds_ok, later.new_articles) == (1, 1, 0)
+        assert requests[2:] == ["/good.xml"]
+        assert by_name(pipeline)["down"].consecutive_errors == 1
+
+
+# --------------------------------------------------------------------------- stable stories
+
+
+def test_rerun_adds_nothing_and_new_articles_join_existing_stories(tmp_path: Path) -> None:
+    with open_pipeline(tmp_path / "news.db", hashing_config(), now=Clock()) as pipeline:
+        assert pipeline.add_articles(corpus()) == list(range(1, 13))
+        report = pipeline.process()
+        assert (report.embedded, report.duplicates, report.stories_new, report.stories_total) == (12, 0, 3, 3)
+        before = story_members(pipeline)
+        assert sorted(before.values()) == [(1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12)]
+        for story_id, members in before.items():  # the stored vectors are found again
+            assert set(pipeline.story(story_id).similarity) == set(members)
+
+        assert pipeline.add_articles(corpus()) == []
+        again = pipeline.process()
+        assert (again.embedded, again.stories_new, again.stories_updated) == (0, 0, 0)
+        assert story_members(pipeline) == before
+
+    # a later process, a new connection: a follow-up joins its event's story under the same id
+    with open_pipeline(tmp_path / "news.db", hashing_config(), now=Clock(NOW + timedelta(hours=1))) as pipeline:
+        (new_id,) = pipeline.add_articles([topic_article("rates", "eld", seed=99, hours=5)])
+        report = pipeline.process()
+        assert (report.embedded, report.stories_new, report.stories_updated) == (1, 0, 1)
+        after = story_members(pipeline)
+        assert set(after) == set(before)
+        rates_story = next(sid for sid, members in before.items() if 5 in members)
+        assert after[rates_story] == before[rates_story] + (new_id,)
+        assert pipeline.article(new_id).story_id == rates_story
+        assert all(after[sid] == before[sid] for sid in before if sid != rates_story)
+
+
+# --------------------------------------------------------------------------- the Python API
+
+
+def test_python_api_duplicates_stories_and_frozen_values(tmp_path: Path) -> None:
+    with open_pipeline(tmp_path / "api.db", hashing_config(), now=Clock()) as pipeline:
+        pipeline.add_articles(corpus())
+        pipeline.process()
+        original = pipeline.article(1)
+        copies = pipeline.add_articles([
+            # the same text elsewhere (a wire copy), two hours later
+            {"title": original.title, "text": original.summary, "url": "https://copycat.test/1",
+             "published": original.published + timedelta(hours=2), "source": "copycat"},
+            # the same URL with another headline (an update)
+            {"title": "Updated: " + original.title, "text": original.summary + " Update.",
+             "url": original.url + "?utm_source=rss", "published": original.published + timedelta(hours=3),
+             "source": "aggregator"},
+        ])
+        assert copies == [13, 14]
+        report = pipeline.process()
+        assert (report.embedded, report.duplicates) == (2, 2)  # only the new ones are embedded
+
+        text_copy, url_copy = (pipeline.article(i) for i in copies)
+        assert text_copy.duplicate_of == 1 and url_copy.duplicate_of == 1
+        links = pipeline.duplicates_of(13)
+        assert links == pipeline.duplicates_of(1)
+        assert {(link.article_id, link.canonical_id, link.kind) for link in links} == {(13, 1, "text"), (14, 1, "url")}
+        assert all(link.score == 1.0 for link in links)
+
+        (story,) = [s for s in pipeline.stories() if 1 in s.article_ids]
+        assert 13 not in story.article_ids and 14 not in story.article_ids  # copies are not members...
+        assert story.duplicates == 2 and text_copy.story_id == story.id      # ...but point at the story
+        detail = pipeline.story(story.id)
+        assert isinstance(detail, StoryDetail) and detail.story == story
+        assert [a.id for a in detail.articles] == list(story.article_ids)
+        assert all(isinstance(a, Article) and a.story_id == story.id for a in detail.articles)
+        assert {link.article_id for link in detail.duplicates} == {13, 14}
+        assert set(detail.similarity) == set(story.article_ids)
+        assert all(0.5 < score <= 1.0001 for score in detail.similarity.values())
+
+        for value, field in ((story, "label"), (detail, "articles"), (text_copy, "title"), (links[0], "kind")):
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(value, field, None)
+        assert isinstance(story, Story) and isinstance(links[0], DuplicateLink)
+        assert text_copy.published.utcoffset() == timedelta(0) == story.first_seen.utcoffset()
+
+        with pytest.raises(NotFoundError, match="s999"):
+            pipeline.story("s999")
+        with pytest.raises(KeyError):  # NotFoundError is also a KeyError
+            pipeline.story("no-such-story")
+        with pytest.raises(NotFoundError):
+            pipeline.duplicates_of(999)
+
+
+def test_an_earlier_copy_becomes_the_canonical_and_the_story_keeps_its_id(tmp_path: Path) -> None:
+    with open_pipeline(tmp_path / "api.db", hashing_config(), now=Clock()) as pipeline:
+        pipeline.add_articles(corpus())
+        pipeline.process()
+        original = pipeline.article(2)
+        story_id = original.story_id
+        assert story_id is not None
+        (earlier,) = pipeline.add_articles([{"title": original.title, "text": original.summary,
+                                             "published": original.published - timedelta(hours=1),
+                                             "source": "early-bird"}])
+        pipeline.process()
+        assert pipeline.article(2).duplicate_of == earlier
+        assert [(link.article_id, link.canonical_id, link.kind) for link in pipeline.duplicates_of(earlier)] == [
+            (2, earlier, "text")]
+        members = story_members(pipeline)[story_id]
+        assert earlier in members and 2 not in members
+
+
+@pytest.mark.parametrize(("article", "message"), [
+    ({"title": "Quake", "published": datetime(2026, 3, 2, 12, 0)}, "timezone-aware"),
+    ({"title": "Quake", "published": "2026-03-02T12:00:00Z"}, "published must be a datetime"),
+    ({"title": "", "text": "  ", "source": "wire"}, "needs a title or a text"),
+    ({"url": "https://wire.test/1"}, "needs a title or a text"),
+    ({"title": "Quake", "body": "text"}, "unknown field"),
+    ({"title": "Quake", "source": None}, "source must be a string"),
+    ({"title": 42}, "title must be a string"),
+    ("just a string", "expected a mapping"),
+])
+def test_add_articles_rejects_bad_input_and_stores_nothing(tmp_path: Path, article: Any, message: str) -> None:
+    with open_pipeline(tmp_path / "api.db", hashing_config(), now=Clock()) as pipeline:
+        good = topic_article("quake", "wire", seed=1)
+        with pytest.raises(ConfigError, match=message):
+            pipeline.add_articles([good, article])
+        with pytest.raises(ValueError):  # ConfigError is also a ValueError
+            pipeline.add_articles([article])
+        assert not pipeline.store.has_unprocessed()
+        assert pipeline.add_articles([good]) == [1]
+
+
+def test_add_articles_takes_text_only_and_optional_fields(tmp_path: Path) -> None:
+    with open_pipeline(":memory:", hashing_config(), now=Clock()) as pipeline:
+        ids = pipeline.add_articles([{"text": "A body without a headline about the harbour."},
+                                     {"title": "Keyed", "key": "k1", "source": "own"}])
+        assert ids == [1, 2]
+        undated = pipeline.article(1)
+        assert (undated.title, undated.source, undated.published) == ("", "api", NOW)
+        assert pipeline.add_articles([{"title": "Keyed again", "key": "k1", "source": "own"}]) == []
+
+
+# --------------------------------------------------------------------------- crash safety
+
+
+class FailingOnceEmbedder:
+    """The hashing embedder, except that its first call raises (a model that failed to load)."""
+
+    def __init__(self) -> None:
+        self.inner = HashingEmbedder()
+        self.calls = 0
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self.inner.dimension
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return self.inner.embed(texts)
+
+
+def write_topic_feed(path: Path) -> None:  # two events, four articles each
+    path.write_bytes(rss(topic_items("q", "quake", [1, 2, 3, 4]) + topic_items("r", "rates", [5, 6, 7, 8])))
+
+
+def test_embedding_failure_keeps_fetched_articles_for_the_next_run(tmp_path: Path) -> None:
+    write_topic_feed(tmp_path / "local.xml")
+    config = hashing_config([{"name": "local", "url": "local.xml"}], base_dir=tmp_path)
+    embedder = FailingOnceEmbedder()
+    with open_pipeline(tmp_path / "news.db", config, embedder=embedder, now=Clock()) as pipeline:
+        with pytest.raises(EmbeddingError, match="CUDA out of memory"):
+            pipeline.run()
+        assert by_name(pipeline)["local"].articles == 8
+        assert pipeline.store.has_unprocessed()
+        assert pipeline.stories() == []
+
+    # a later run with a working embedder: the feed is not due, but nothing was lost
+    with open_pipeline(tmp_path / "news.db", config, embedder=embedder, now=Clock(NOW + timedelta(seconds=5))) as p:
+        report = p.run()
+        assert (report.feeds_skipped, report.new_articles) == (1, 0)
+        assert (report.stories_new, report.stories_total) == (2, 2)
+        assert not p.store.has_unprocessed()
+        assert sorted(s.size for s in p.stories()) == [4, 4]
+
+
+def test_embedder_returning_the_wrong_shape_is_an_embedding_error(tmp_path: Path) -> None:
+    class Short(FailingOnceEmbedder):
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            return self.inner.embed(texts)[:-1]
+
+    with open_pipeline(tmp_path / "news.db", hashing_config(), embedder=Short(), now=Clock()) as pipeline:
+        pipeline.add_articles(corpus())
+        with pytest.raises(EmbeddingError, match="expected 12 vectors"):
+            pipeline.process()
+        assert pipeline.store.has_unprocessed()
+
+
+# --------------------------------------------------------------------------- the run lock
+
+
+def test_run_lock_held_elsewhere_raises_locked_error(tmp_path: Path) -> None:
+    write_topic_feed(tmp_path / "local.xml")
+    config = hashing_config([{"name": "local", "url": "local.xml"}], base_dir=tmp_path)
+    database = tmp_path / "news.db"
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with run_lock(database):
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    try:
+        assert holding.wait(5)
+        with open_pipeline(database, config, now=Clock()) as pipeline:
+            with pytest.raises(LockedError, match="news.db.lock"):
+                pipeline.run()
+            with pytest.raises(LockedError):
+                pipeline.add_articles([topic_article("quake", "wire", seed=1)])
+            assert pipeline.feeds() == []  # nothing was touched
+            assert not pipeline.store.has_unprocessed()
+    finally:
+        release.set()
+        holder.join()
+    with open_pipeline(database, config, now=Clock()) as pipeline:
+        assert pipeline.run().new_articles == 8
+
+
+def test_run_waits_for_the_lock_when_asked(tmp_path: Path) -> None:
+    database = tmp_path / "news.db"
+    holding = threading.Event()
+
+    def hold_briefly() -> None:
+        with run_lock(database):
+            holding.set()
+            time.sleep(0.5)
+
+    holder = threading.Thread(target=hold_briefly)
+    holder.start()
+    assert holding.wait(5)
+    try:
+        with open_pipeline(database, hashing_config(), now=Clock(), lock_wait_seconds=5) as pipeline:
+            assert pipeline.run().feeds_ok == 0
+    finally:
+        holder.join()
+
+
+# --------------------------------------------------------------------------- local feeds
+
+
+def test_relative_and_file_url_feeds(tmp_path: Path) -> None:
+    shutil.copytree(SAMPLE_DIR / "feeds", tmp_path / "feeds")
+    files = sorted((tmp_path / "feeds").glob("*.xml"))
+    assert len(files) == 5
+    feeds = [{"name": path.stem, "url": f"feeds/{path.name}" if i % 2 else path.as_uri()}
+             for i, path in enumerate(files)]
+    config = hashing_config(feeds, base_dir=tmp_path)
+    with open_pipeline(tmp_path / "sample.db", config) as pipeline:
+        first = pipeline.run()
+        assert (first.feeds_ok, first.feeds_failed) == (5, 0)
+        counts = {name: status.articles for name, status in by_name(pipeline).items()}
+        assert counts == {"continental-press-wire": 12, "harbor-city-herald": 8, "ledgerline": 8,
+                          "meridian-news": 9, "northvale-gazette": 8}
+        assert first.new_articles == sum(counts.values())
+        assert first.stories_total > 0
+        stories = story_members(pipeline)
+
+        unchanged = pipeline.run(force=True)  # files carry validators too: nothing is re-read
+        assert (unchanged.feeds_not_modified, unchanged.new_articles) == (5, 0)
+
+        later = time.time() + 60
+        for path in files:
+            os.utime(path, (later, later))
+        reread = pipeline.run(force=True)
+        assert (reread.feeds_ok, reread.feeds_not_modified, reread.new_articles) == (5, 0, 0)
+        assert (reread.stories_new, reread.stories_updated) == (0, 0)
+        assert story_members(pipeline) == stories

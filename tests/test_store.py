@@ -1,0 +1,400 @@
+"""store.py against real SQLite files in tmp_path (and ':memory:')."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clustering.dedup import text_hash
+from clustering.errors import LockedError, NotFoundError, StorageError
+from clustering.store import SCHEMA_VERSION, NewArticle, Store, run_lock
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+MODEL = "hashing-8"
+
+
+def article(key: str, *, source: str = "wire", title: str | None = None, summary: str = "",
+            url: str | None = None, published: datetime = T0) -> NewArticle:
+    title = title if title is not None else f"Title {key}"
+    return NewArticle(source=source, entry_key=key, title=title, summary=summary, url=url, published=published,
+                      published_estimated=False, text_hash=text_hash(title, summary))
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "clustering.db"
+
+
+@pytest.fixture
+def store(db_path: Path):
+    opened = Store(db_path)
+    yield opened
+    opened.close()
+
+
+def add(store: Store, *articles: NewArticle, now: datetime = T0) -> list[int]:
+    with store.transaction():
+        return store.add_articles(list(articles), now)
+
+
+# --- opening, schema, migrations -----------------------------------------------------------------
+def test_new_database_gets_schema_and_user_version(store: Store, db_path: Path) -> None:
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"feeds", "articles", "embeddings", "duplicates", "stories", "story_members"} <= tables
+
+
+def test_file_database_uses_wal(store: Store, db_path: Path) -> None:
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_missing_parent_folders_are_created(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "c.db"
+    Store(path).close()
+    assert path.is_file()
+
+
+def test_reopening_keeps_data(db_path: Path) -> None:
+    first = Store(db_path)
+    [article_id] = add(first, article("k1", title="Kept across restarts"))
+    first.close()
+    second = Store(db_path)
+    try:
+        assert second.article(article_id).title == "Kept across restarts"
+        assert add(second, article("k1")) == []
+    finally:
+        second.close()
+
+
+def test_newer_schema_version_is_refused(db_path: Path) -> None:
+    Store(db_path).close()
+    with sqlite3.connect(db_path) as raw:
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StorageError, match="newer"):
+        Store(db_path)
+
+
+def test_foreign_sqlite_database_is_refused(db_path: Path) -> None:
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("CREATE TABLE notes (body TEXT)")
+    with pytest.raises(StorageError, match="not a clustering database"):
+        Store(db_path)
+    with sqlite3.connect(db_path) as raw:  # and left untouched
+        assert raw.execute("SELECT count(*) FROM notes").fetchone()[0] == 0
+
+
+def test_file_that_is_not_sqlite_is_a_storage_error(db_path: Path) -> None:
+    db_path.write_bytes(b"this is not a database at all, just text\n" * 100)
+    with pytest.raises(StorageError, match=str(db_path.name)):
+        Store(db_path)
+
+
+def test_directory_as_database_is_a_storage_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError):
+        Store(tmp_path)
+
+
+def test_migration_tolerates_another_process_migrating_first(db_path: Path) -> None:
+    """Two first runs at once: the loser of the race finds the schema made, not an error."""
+
+    class LateStore(Store):
+        raced = False
+
+        def transaction(self):  # type: ignore[override]
+            if not LateStore.raced:
+                LateStore.raced = True
+                Store(db_path).close()  # the other process creates the schema in between
+            return super().transaction()
+
+    late = LateStore(db_path)
+    try:
+        assert LateStore.raced
+        assert add(late, article("k")) != []
+    finally:
+        late.close()
+
+
+def test_memory_database_works() -> None:
+    store = Store(":memory:")
+    try:
+        [article_id] = add(store, article("k"))
+        assert store.article(article_id).entry_key == "k"
+    finally:
+        store.close()
+
+
+# --- articles -------------------------------------------------------------------------------------
+def test_add_articles_ignores_same_source_and_entry_key(store: Store) -> None:
+    first = add(store, article("k1"), article("k2"))
+    assert len(first) == 2
+    assert add(store, article("k1", title="changed title"), article("k2")) == []
+    [other_source] = add(store, article("k1", source="other"))
+    assert other_source not in first
+    assert store.article(first[0]).title == "Title k1"  # the first version stays
+
+
+def test_article_fields_round_trip(store: Store) -> None:
+    published = datetime(2024, 5, 1, 14, 30, 5, tzinfo=timezone(timedelta(hours=2)))
+    [article_id] = add(store, article("k", source="bbc", title="Héllo “world”", summary="Body text.",
+                                      url="https://example.com/a", published=published),
+                       now=T0 + timedelta(hours=1))
+    stored = store.article(article_id)
+    assert (stored.source, stored.entry_key, stored.title, stored.summary, stored.url) == (
+        "bbc", "k", "Héllo “world”", "Body text.", "https://example.com/a")
+    assert stored.published == published and stored.published.tzinfo == timezone.utc
+    assert stored.first_seen == T0 + timedelta(hours=1)
+    assert stored.duplicate_of is None and stored.story_id is None
+
+
+def test_unknown_article_is_not_found(store: Store) -> None:
+    with pytest.raises(NotFoundError):
+        store.article(12345)
+    with pytest.raises(KeyError):
+        store.duplicates_of(12345)
+
+
+def test_embeddings_round_trip_exactly(store: Store) -> None:
+    ids = add(store, article("a"), article("b"), article("c"))
+    vectors = np.random.default_rng(7).standard_normal((3, 8)).astype(np.float32)
+    with store.transaction():
+        store.save_embeddings(MODEL, ids, vectors)
+    loaded = store.vectors([ids[2], ids[0]], MODEL)
+    assert loaded.dtype == np.float32
+    assert np.array_equal(loaded, vectors[[2, 0]])
+    assert store.articles_without_embedding(MODEL) == []
+    assert [r["id"] for r in store.articles_without_embedding("other-model")] == ids
+    with pytest.raises(StorageError, match="other-model"):
+        store.vectors(ids, "other-model")
+
+
+def test_window_includes_recent_and_old_unprocessed(store: Store) -> None:
+    old, recent = add(store, article("old", published=T0 - timedelta(days=30)), article("recent"))
+    since = T0 - timedelta(days=3)
+    assert [a.id for a in store.window(since)] == [old, recent]  # oldest first
+    assert store.has_unprocessed()
+    with store.transaction():
+        store.mark_processed([old, recent])
+    window = store.window(since)
+    assert [a.id for a in window] == [recent]
+    assert window[0].processed and not store.has_unprocessed()
+    assert store.latest_published() == T0
+
+
+def test_transaction_rolls_back_on_exception(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        store.add_articles([article("a"), article("b")], T0)
+        store.sync_feeds([("wire", "https://example.com/feed")])
+        raise RuntimeError("crash between writes")
+    assert store.window(T0 - timedelta(days=365)) == []
+    assert store.feed_statuses() == []
+    assert add(store, article("a")) != []  # the store still works
+
+
+def test_transaction_does_not_mask_an_error_that_ended_it(store: Store) -> None:
+    with pytest.raises(ValueError, match="original"), store.transaction() as db:
+        db.execute("ROLLBACK")  # what SQLite does by itself on some errors (disk full, I/O)
+        raise ValueError("original")
+    assert add(store, article("a")) != []
+
+
+def test_sqlite_errors_inside_writes_become_storage_errors(store: Store) -> None:
+    [article_id] = add(store, article("a"))
+    with pytest.raises(StorageError), store.transaction():  # foreign key: no article 999
+        store.save_duplicates([(999, article_id, "url", 1.0)], T0)
+    assert store.duplicate_count() == 0
+
+
+# --- duplicates and stories -----------------------------------------------------------------------
+def test_save_duplicates_moves_story_membership_to_canonical(store: Store) -> None:
+    canonical, copy = add(store, article("c", published=T0), article("d", published=T0 + timedelta(hours=1)))
+    with store.transaction():
+        store.add_story_members({copy: "s2"}, T0)
+        store.save_duplicates([(copy, canonical, "url", 1.0)], T0)
+    assert store.story_member_ids() == {"s2": [canonical]}
+    assert store.article(copy).duplicate_of == canonical
+    assert store.article(copy).story_id == "s2"  # a copy shows its canonical's story
+    assert store.article(canonical).story_id == "s2"
+    assert [(link.article_id, link.canonical_id, link.kind) for link in store.duplicates_of(copy)] == [
+        (copy, canonical, "url")]
+    assert store.duplicates_of(canonical) == store.duplicates_of(copy)
+    assert store.duplicate_count() == 1
+
+
+def test_save_duplicates_keeps_the_canonicals_own_story(store: Store) -> None:
+    canonical, copy = add(store, article("c"), article("d"))
+    with store.transaction():
+        store.add_story_members({canonical: "s1", copy: "s2"}, T0)
+        store.save_duplicates([(copy, canonical, "near", 0.95)], T0)
+    assert store.story_member_ids() == {"s1": [canonical]}
+
+
+def test_save_duplicates_re_points_a_link(store: Store) -> None:
+    a, b, c = add(store, article("a"), article("b"), article("c"))
+    with store.transaction():
+        store.save_duplicates([(c, b, "text", 1.0)], T0)
+        store.save_duplicates([(b, a, "near", 0.93), (c, a, "near", 0.91)], T0)
+    assert sorted((link.article_id, link.canonical_id) for link in store.duplicates_of(a)) == [(b, a), (c, a)]
+
+
+def test_stories_aggregate_members(store: Store) -> None:
+    day = timedelta(days=1)
+    a1, a2, a3 = add(store, article("a1", source="bbc", published=T0 - 2 * day),
+                     article("a2", source="npr", published=T0 - day),
+                     article("a3", source="npr", published=T0))
+    b1, b2 = add(store, article("b1", source="dw", published=T0 - 5 * day),
+                 article("b2", source="dw", published=T0 - 4 * day))
+    copy = add(store, article("copy-of-a1", source="guardian", published=T0 - day))[0]
+    with store.transaction():
+        store.add_story_members({a1: "s10", a2: "s10", a3: "s10", b1: "s20", b2: "s20"}, T0)
+        store.save_duplicates([(copy, a1, "url", 1.0)], T0)
+        store.update_story_labels({"s10": ("Story A", ["alpha", "beta"]), "s20": ("Story B", [])},
+                                  {"s10": "t10", "s20": "t10"})
+
+    newest, oldest = store.stories()
+    assert newest.id == "s10" and oldest.id == "s20"  # most recent activity first
+    assert newest.label == "Story A" and newest.keywords == ("alpha", "beta") and newest.topic_id == "t10"
+    assert newest.size == 3 and newest.article_ids == (a1, a2, a3)
+    assert newest.sources == 3  # bbc, npr and the guardian copy
+    assert newest.duplicates == 1
+    assert (newest.first_seen, newest.last_seen) == (T0 - 2 * day, T0)
+    assert (oldest.size, oldest.sources, oldest.duplicates) == (2, 1, 0)
+    assert (oldest.first_seen, oldest.last_seen) == (T0 - 5 * day, T0 - 4 * day)
+
+    assert [s.id for s in store.stories(since=T0 - 3 * day)] == ["s10"]
+    assert [s.id for s in store.stories(limit=1)] == ["s10"]
+    assert [s.id for s in store.stories(story_ids=["s20"])] == ["s20"]
+    assert store.stories(story_ids=["s99"]) == []
+    assert store.story_count() == 2
+    assert store.story_member_ids(["s20"]) == {"s20": [b1, b2]}
+
+
+def test_add_story_members_is_idempotent(store: Store) -> None:
+    a, b = add(store, article("a"), article("b"))
+    with store.transaction():
+        store.add_story_members({a: "s1", b: "s1"}, T0)
+    with store.transaction():
+        store.add_story_members({a: "s1"}, T0 + timedelta(hours=1))
+    assert store.story_member_ids() == {"s1": [a, b]}
+    assert store.story_count() == 1
+
+
+# --- feeds ------------------------------------------------------------------------------------------
+def test_feed_fetch_state(store: Store) -> None:
+    with store.transaction():
+        store.sync_feeds([("wire", "https://example.com/wire.xml"), ("bbc", "https://example.com/bbc.xml")])
+    later = T0 + timedelta(minutes=15)
+    for attempt in range(2):
+        store.record_fetch("wire", now=T0 + timedelta(minutes=attempt), ok=False, error="HTTP 503",
+                           warning=None, etag=None, last_modified=None, next_attempt=later)
+    status = {s.name: s for s in store.feed_statuses()}["wire"]
+    assert status.consecutive_errors == 2 and status.last_error == "HTTP 503"
+    assert status.last_error_at == T0 + timedelta(minutes=1) and status.last_success is None
+    assert status.next_attempt == later
+
+    store.record_fetch("wire", now=later, ok=True, error=None, warning=None, etag='"v1"',
+                       last_modified="Wed, 01 May 2024 12:00:00 GMT", next_attempt=later + timedelta(minutes=15))
+    add(store, article("x", source="wire"), article("y", source="wire"))
+    status = store.feed_statuses(["wire"])[0]
+    assert status.consecutive_errors == 0 and status.last_error is None
+    assert status.last_success == later and status.last_attempt == later
+    assert status.articles == 2
+    row = store.feed_row("wire")
+    assert row is not None and (row["etag"], row["last_modified"]) == ('"v1"', "Wed, 01 May 2024 12:00:00 GMT")
+    assert store.feed_row("missing") is None
+    assert [s.name for s in store.feed_statuses()] == ["bbc", "wire"]
+
+
+def test_changed_feed_url_resets_validators(store: Store) -> None:
+    store.sync_feeds([("wire", "https://example.com/old.xml")])
+    store.record_fetch("wire", now=T0, ok=True, error=None, warning=None, etag="e", last_modified="m",
+                       next_attempt=T0 + timedelta(hours=1))
+    store.sync_feeds([("wire", "https://example.com/old.xml")])
+    assert store.feed_row("wire")["etag"] == "e"  # type: ignore[index]
+    store.sync_feeds([("wire", "https://example.com/new.xml")])
+    row = store.feed_row("wire")
+    assert row is not None
+    assert (row["url"], row["etag"], row["last_modified"], row["next_attempt"]) == (
+        "https://example.com/new.xml", None, None, None)
+
+
+# --- the run lock -----------------------------------------------------------------------------------
+def test_run_lock_second_acquisition_fails(db_path: Path) -> None:
+    with run_lock(db_path):
+        with pytest.raises(LockedError), run_lock(db_path):
+            pass
+    with run_lock(db_path):  # released
+        pass
+
+
+def test_run_lock_waits_for_release(db_path: Path) -> None:
+    acquired = threading.Event()
+    release = threading.Event()
+
+    def holder() -> None:
+        with run_lock(db_path):
+            acquired.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    try:
+        assert acquired.wait(10)
+        threading.Timer(0.5, release.set).start()
+        started = time.monotonic()
+        with run_lock(db_path, wait_seconds=10):
+            waited = time.monotonic() - started
+        assert 0.3 < waited < 9
+    finally:
+        release.set()
+        thread.join(10)
+
+
+def test_run_lock_gives_up_after_wait_seconds(db_path: Path) -> None:
+    with run_lock(db_path):
+        started = time.monotonic()
+        with pytest.raises(LockedError, match="lock"), run_lock(db_path, wait_seconds=0.5):
+            pass
+        assert time.monotonic() - started >= 0.5
+
+
+def test_run_lock_is_released_when_holder_dies(db_path: Path) -> None:
+    script = ("import sys, time\n"
+              "from clustering.store import run_lock\n"
+              "with run_lock(sys.argv[1]):\n"
+              "    print('locked', flush=True)\n"
+              "    time.sleep(60)\n")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(db_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockedError), run_lock(db_path):
+            pass
+        holder.kill()
+        holder.wait(10)
+        with run_lock(db_path, wait_seconds=5):
+            pass
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(10)
+
+
+def test_run_lock_on_memory_database_is_a_no_op() -> None:
+    with run_lock(":memory:"), run_lock(":memory:"):
+        pass
+
+
+def test_run_lock_that_cannot_be_created_is_a_storage_error(tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    with pytest.raises(StorageError, match="lock"), run_lock(not_a_folder / "clustering.db"):
+        pass
