@@ -379,10 +379,13 @@ def _input_article(article: ArticleInput, now: datetime) -> NewArticle:
 
     published = article.published or now
     url = canonical_url(article.url) if article.url else None
-    digest = dedup.text_hash(article.title, article.text)
+    from .parse import plain_text
+
+    # API input may carry HTML like feed entries do: compare and store its plain text
+    title, text = plain_text(article.title), plain_text(article.text)
+    digest = dedup.text_hash(title, text)
     key = article.key or (f"url:{url}" if url else f"hash:{hashlib.sha1(digest.encode()).hexdigest()}")
-    return NewArticle(source=article.source, entry_key=key, title=article.title.strip(),
-                      summary=article.text.strip(), url=url, published=published.astimezone(timezone.utc),
+    return NewArticle(source=article.source, entry_key=key, title=title, summary=text, url=url, published=published.astimezone(timezone.utc),
                       published_estimated=article.published is None, text_hash=digest)
 
 
