@@ -25,7 +25,7 @@ from .types import Article, DuplicateLink, FeedStatus, Story
 if TYPE_CHECKING:
     import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 """How long a statement waits for another connection's write lock before failing."""
 
@@ -56,6 +56,7 @@ CREATE TABLE articles (
     text_hash TEXT NOT NULL,
     author TEXT,
     processed INTEGER NOT NULL DEFAULT 0,
+    pending_group TEXT,
     UNIQUE (source, entry_key)
 );
 CREATE INDEX articles_published ON articles (published);
@@ -89,6 +90,11 @@ CREATE TABLE story_members (
 );
 CREATE INDEX story_members_story ON story_members (story_id);
 """
+
+MIGRATIONS = {
+    2: ["ALTER TABLE articles ADD COLUMN pending_group TEXT"],
+}
+"""Statements that bring a database from the version before the key to the key's version."""
 
 
 def to_text(moment: datetime) -> str:
@@ -133,6 +139,7 @@ class WindowArticle:
     processed: bool
     duplicate_of: int | None
     story_id: str | None
+    pending_group: str | None = None
 
 
 class Store:
@@ -153,9 +160,14 @@ class Store:
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except sqlite3.Error as exc:
+            self.close()
             raise StorageError(f"cannot open database {self.path}: {exc}") from exc
         except OSError as exc:
+            self.close()
             raise StorageError(f"cannot create database folder for {self.path}: {exc}") from exc
+        except StorageError:
+            self.close()
+            raise
 
     # --- plumbing ---------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -177,6 +189,13 @@ class Store:
                     if statement.strip():
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            return
+        with self.transaction():
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[target]:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {target}")
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -218,8 +237,9 @@ class Store:
             raise StorageError(f"write to {self.path} failed: {exc}") from exc
 
     def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._db.close()
+        if hasattr(self, "_db"):
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
 
     # --- feeds ------------------------------------------------------------------------
     def sync_feeds(self, feeds: Iterable[tuple[str, str]]) -> None:
@@ -309,18 +329,28 @@ class Store:
     def window(self, since: datetime) -> list[WindowArticle]:
         """Articles published since ``since`` plus every unprocessed one, oldest first."""
         rows = self._query(
-            "SELECT a.id, a.source, a.title, a.summary, a.url, a.published, a.text_hash, a.processed,"
+            "SELECT a.id, a.source, a.title, a.summary, a.url, a.published, a.text_hash, a.processed, a.pending_group,"
             " d.canonical_id, m.story_id FROM articles a"
             " LEFT JOIN duplicates d ON d.article_id = a.id LEFT JOIN story_members m ON m.article_id = a.id"
             " WHERE a.published >= ? OR a.processed = 0 ORDER BY a.published, a.id", (to_text(since),))
         return [WindowArticle(id=r["id"], source=r["source"], title=r["title"], summary=r["summary"], url=r["url"],
                               published=from_text(r["published"]), text_hash=r["text_hash"],  # type: ignore[arg-type]
                               processed=bool(r["processed"]), duplicate_of=r["canonical_id"],
-                              story_id=r["story_id"]) for r in rows]
+                              story_id=r["story_id"], pending_group=r["pending_group"]) for r in rows]
 
     def latest_published(self) -> datetime | None:
         rows = self._query("SELECT max(published) FROM articles")
         return from_text(rows[0][0]) if rows and rows[0][0] else None
+
+    def set_pending(self, pending: dict[int, str]) -> None:
+        """Replace the deferred groups of the last run with these (article id -> group key)."""
+        self._write("UPDATE articles SET pending_group = NULL WHERE pending_group IS NOT NULL")
+        self._write_many("UPDATE articles SET pending_group = ? WHERE id = ?",
+                         ((key, int(article_id)) for article_id, key in pending.items()))
+
+    def story_ids(self) -> set[str]:
+        """Every story id ever given (a new story never reuses one)."""
+        return {r["id"] for r in self._query("SELECT id FROM stories")}
 
     def mark_processed(self, ids: Sequence[int]) -> None:
         self._write_many("UPDATE articles SET processed = 1 WHERE id = ?", ((int(i),) for i in ids))
@@ -439,7 +469,8 @@ class Store:
         return {r["id"]: r["topic_id"] for r in self._query("SELECT id, topic_id FROM stories")}
 
     def story_count(self) -> int:
-        return int(self._query("SELECT count(*) FROM stories")[0][0])
+        """Stories with at least one member."""
+        return int(self._query("SELECT count(DISTINCT story_id) FROM story_members")[0][0])
 
 
 # --- the run lock ---------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import pytest
 
 from clustering.dedup import text_hash
 from clustering.errors import LockedError, NotFoundError, StorageError
-from clustering.store import SCHEMA_VERSION, NewArticle, Store, run_lock
+from clustering.store import SCHEMA, SCHEMA_VERSION, NewArticle, Store, run_lock
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 MODEL = "hashing-8"
@@ -122,6 +122,39 @@ def test_migration_tolerates_another_process_migrating_first(db_path: Path) -> N
         assert add(late, article("k")) != []
     finally:
         late.close()
+
+
+def test_version_1_database_is_migrated_keeping_its_data(db_path: Path) -> None:
+    """A database made by clustering 0.1.0 (schema 1: no pending_group) opens and keeps its rows."""
+    version_1 = SCHEMA.replace("    pending_group TEXT,\n", "")
+    assert version_1 != SCHEMA
+    with sqlite3.connect(db_path) as raw:
+        raw.executescript(version_1)
+        raw.execute("INSERT INTO articles (source, entry_key, title, summary, published, first_seen, text_hash)"
+                    " VALUES ('wire', 'k1', 'Old article', '', '2024-05-01T12:00:00Z', '2024-05-01T12:00:00Z', 'h')")
+        raw.execute("INSERT INTO stories (id, created, updated) VALUES ('s1', 'x', 'x')")
+        raw.execute("INSERT INTO story_members (article_id, story_id, added) VALUES (1, 's1', 'x')")
+        raw.execute("PRAGMA user_version = 1")
+    migrated = Store(db_path)
+    try:
+        [row] = migrated.window(T0 - timedelta(days=1))
+        assert (row.title, row.story_id, row.pending_group) == ("Old article", "s1", None)
+        with migrated.transaction():
+            migrated.set_pending({row.id: "p1"})
+        assert migrated.window(T0 - timedelta(days=1))[0].pending_group == "p1"
+    finally:
+        migrated.close()
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
+def test_set_pending_replaces_the_previous_runs_groups(store: Store) -> None:
+    a, b, c = add(store, article("a"), article("b"), article("c"))
+    with store.transaction():
+        store.set_pending({a: "p1", b: "p1"})
+    with store.transaction():
+        store.set_pending({c: "p3"})
+    assert {r.id: r.pending_group for r in store.window(T0 - timedelta(days=1))} == {a: None, b: None, c: "p3"}
 
 
 def test_memory_database_works() -> None:
@@ -286,6 +319,19 @@ def test_add_story_members_is_idempotent(store: Store) -> None:
         store.add_story_members({a: "s1"}, T0 + timedelta(hours=1))
     assert store.story_member_ids() == {"s1": [a, b]}
     assert store.story_count() == 1
+
+
+def test_add_story_members_moves_an_article_and_story_ids_remember_every_story(store: Store) -> None:
+    a, b = add(store, article("a"), article("b"))
+    with store.transaction():
+        store.add_story_members({a: "s1", b: "s1"}, T0)
+    with store.transaction():
+        store.add_story_members({b: "s2"}, T0 + timedelta(hours=1))  # a split
+    assert store.story_member_ids() == {"s1": [a], "s2": [b]}
+    with store.transaction():
+        store.add_story_members({a: "s2"}, T0 + timedelta(hours=2))
+    assert store.story_count() == 1  # s1 has no members left
+    assert store.story_ids() == {"s1", "s2"}  # but its id is never given again
 
 
 # --- feeds ------------------------------------------------------------------------------------------
