@@ -48,6 +48,8 @@ class ProcessReport:
     stories_updated: int
     stories_total: int
     unassigned: int
+    moved: int = 0      # articles that left a story for a new one split off it
+    pending: int = 0    # articles in new groups waiting a run for confirmation
 
 
 class Pipeline:
@@ -98,7 +100,8 @@ class Pipeline:
             new_articles=len(ingest.new_article_ids), duplicates=processed.duplicates,
             stories_new=processed.stories_new, stories_updated=processed.stories_updated,
             stories_total=processed.stories_total, unassigned=processed.unassigned,
-            seconds=round(time.monotonic() - started, 3), failed_feeds=ingest.failed_feeds)
+            seconds=round(time.monotonic() - started, 3), failed_feeds=ingest.failed_feeds,
+            moved=processed.moved, pending=processed.pending)
 
     def ingest(self, *, force: bool = False) -> IngestReport:
         with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds):
@@ -219,10 +222,13 @@ class Pipeline:
         canonical = [a for a in window if duplicate_of.get(a.id) is None and a.id in position]
         canonical_vectors = vectors[[position[a.id] for a in canonical]] if canonical else vectors[:0]
         docs = [stories.StoryDoc(article_id=a.id, title=a.title, text=article_text(a.title, a.summary),
-                                 published=a.published, source=a.source, story_id=a.story_id) for a in canonical]
-        assignment = stories.assign_stories(docs, canonical_vectors, self.config.stories)
+                                 published=a.published, source=a.source, story_id=a.story_id,
+                                 is_new=not a.processed, pending_group=a.pending_group) for a in canonical]
+        assignment = stories.assign_stories(docs, canonical_vectors, self.config.stories,
+                                            taken_ids=self.store.story_ids())
         with self.store.transaction():
             self.store.add_story_members(assignment.story_of, now)
+            self.store.set_pending(assignment.pending)
             self._relabel(canonical, canonical_vectors, assignment.story_of)
             self.store.mark_processed(unprocessed)
         unassigned = sum(1 for a in canonical if a.story_id is None and a.id not in assignment.story_of)
@@ -231,7 +237,8 @@ class Pipeline:
                              duplicates=sum(1 for link in links if link.article_id in new_ids),
                              stories_new=len(assignment.new_story_ids),
                              stories_updated=len(assignment.updated_story_ids),
-                             stories_total=self.store.story_count(), unassigned=unassigned)
+                             stories_total=self.store.story_count(), unassigned=unassigned,
+                             moved=len(assignment.moved_from), pending=len(assignment.pending))
 
     def _embed(self, texts: Sequence[str], rows: Sequence[Any]) -> Any:
         """The embedder's error boundary: whatever it raises becomes an EmbeddingError

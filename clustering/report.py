@@ -58,7 +58,10 @@ def run_summary(report: RunReport) -> str:
             f"{report.feeds_failed} failed{failed}, {report.feeds_skipped} not due; "
             f"{report.new_articles} new articles, {report.duplicates} duplicates; "
             f"stories: {report.stories_new} new, {report.stories_updated} updated, {report.stories_total} total; "
-            f"{report.unassigned} unassigned; {report.seconds:.1f} s")
+            f"{report.unassigned} unassigned"
+            + (f" ({report.pending} waiting for a second run)" if report.pending else "")
+            + (f"; {report.moved} articles moved to stories split off" if report.moved else "")
+            + f"; {report.seconds:.1f} s")
 
 
 def _cut(text: str, width: int) -> str:

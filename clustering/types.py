@@ -123,6 +123,8 @@ class RunReport:
     unassigned: int
     seconds: float
     failed_feeds: tuple[str, ...] = ()
+    moved: int = 0      # articles that left a story for a new one split off it
+    pending: int = 0    # articles in new groups waiting a run for confirmation
 
     def as_dict(self) -> dict[str, object]:
         from dataclasses import asdict

@@ -251,3 +251,17 @@ def test_run_while_locked_is_skipped_with_exit_0(tmp_path: Path) -> None:
     assert json.loads(as_json.stdout)["skipped"] is True
     after = clustering("run", "--config", "feeds.yaml", "--json", cwd=tmp_path)
     assert json.loads(after.stdout)["new_articles"] == 3
+
+
+def test_run_summary_mentions_waiting_and_moved_articles_only_when_there_are_some() -> None:
+    from clustering.report import run_summary
+    from clustering.types import RunReport
+
+    quiet = RunReport(feeds_ok=2, feeds_failed=0, feeds_not_modified=1, feeds_skipped=0, new_articles=9,
+                      duplicates=1, stories_new=1, stories_updated=2, stories_total=5, unassigned=4, seconds=1.25)
+    assert run_summary(quiet) == ("feeds: 2 ok, 1 not modified, 0 failed, 0 not due; 9 new articles, 1 duplicates; "
+                                  "stories: 1 new, 2 updated, 5 total; 4 unassigned; 1.2 s")
+    busy = RunReport(**{**quiet.as_dict(), "failed_feeds": (), "pending": 3, "moved": 2})
+    assert run_summary(busy).endswith("4 unassigned (3 waiting for a second run); "
+                                      "2 articles moved to stories split off; 1.2 s")
+    assert busy.as_dict()["pending"] == 3 and busy.as_dict()["moved"] == 2

@@ -365,6 +365,63 @@ def test_add_articles_takes_text_only_and_optional_fields(tmp_path: Path) -> Non
         assert pipeline.add_articles([{"title": "Keyed again", "key": "k1", "source": "own"}]) == []
 
 
+# --------------------------------------------------------------------------- splits and deferred stories
+
+
+class KeyedEmbedder:
+    """Hand-built vectors: a title ``"<event> <n>"`` gets a unit vector near its event's axis
+    (cosine ~0.99 within an event, 0.5 between events A, B and C: three events of one kind)."""
+
+    BASES = {"A": [1.0, 0.0, 0.0, 0.0], "B": [0.5, 0.8660254, 0.0, 0.0], "C": [0.5, 0.0, 0.8660254, 0.0],
+             "Z": [0.0, 0.0, 0.0, 1.0]}
+    name = "keyed"
+    dimension = 64
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            event, number = text.split(".")[0].split()[:2]
+            vectors[row, :4] = self.BASES[event]
+            vectors[row, 4 + int(number)] = 0.12
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def keyed(event: str, numbers: Sequence[int]) -> list[dict[str, Any]]:
+    return [{"title": f"{event} {n}", "key": f"{event}{n}", "source": "wire",
+             "published": NOW - timedelta(hours=60 - n)} for n in numbers]
+
+
+def test_a_story_splits_and_a_small_look_alike_group_waits_one_run(tmp_path: Path) -> None:
+    config = hashing_config(stories={"lexical_weight": 0, "entity_weight": 0})
+    clock = Clock()
+    with open_pipeline(tmp_path / "split.db", config, embedder=KeyedEmbedder(), now=clock) as pipeline:
+        # run 1: event A, and one article of event B that joins A's story (the closest one)
+        pipeline.add_articles(keyed("A", [1, 2, 3, 4]) + keyed("B", [5]))
+        first = pipeline.process()
+        assert (first.stories_new, first.moved, first.pending) == (1, 0, 0)
+        assert story_members(pipeline) == {"s1": (1, 2, 3, 4, 5)}
+
+        # run 2: seven more of B: B is its own event, and article 5 moves to B's new story
+        pipeline.add_articles(keyed("B", [6, 7, 8, 9, 10, 11, 12]))
+        second = pipeline.process()
+        assert (second.stories_new, second.stories_updated, second.moved) == (1, 1, 1)
+        assert story_members(pipeline) == {"s1": (1, 2, 3, 4), "s5": tuple(range(5, 13))}
+        assert pipeline.article(5).story_id == "s5"
+
+        # run 3: three articles of a third event of the same kind wait for confirmation...
+        pipeline.add_articles(keyed("C", [13, 14, 15]))
+        third = pipeline.process()
+        assert (third.stories_new, third.pending, third.unassigned) == (0, 3, 3)
+        assert set(story_members(pipeline)) == {"s1", "s5"}
+
+        # ...and found their story on the next run that has anything to process
+        pipeline.add_articles(keyed("Z", [16]))
+        fourth = pipeline.process()
+        assert (fourth.stories_new, fourth.pending, fourth.unassigned) == (1, 0, 1)
+        assert story_members(pipeline)["s13"] == (13, 14, 15)
+        assert story_members(pipeline)["s1"] == (1, 2, 3, 4) and story_members(pipeline)["s5"] == tuple(range(5, 13))
+
+
 # --------------------------------------------------------------------------- crash safety
 
 

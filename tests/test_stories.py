@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -106,7 +107,8 @@ def test_hybrid_similarity_weights() -> None:
     np.fill_diagonal(expected, 1.0)
     assert np.allclose(embedding_only, expected, atol=1e-6)
     # weights are relative: doubling all of them changes nothing
-    doubled = StoryParams(embedding_weight=0.8, lexical_weight=0.4, entity_weight=0.8)
+    doubled = StoryParams(embedding_weight=2 * PARAMS.embedding_weight, lexical_weight=2 * PARAMS.lexical_weight,
+                          entity_weight=2 * PARAMS.entity_weight)
     assert np.allclose(hybrid_similarity(texts, vectors, doubled), hybrid_similarity(texts, vectors, PARAMS),
                        atol=1e-6)
 
@@ -176,7 +178,7 @@ def test_assigned_articles_never_change_story() -> None:
 
 
 def test_wrongly_assigned_articles_stay_put() -> None:
-    """Even when the clustering would now disagree, an assigned article keeps its story."""
+    """An assigned article never moves to another existing story (only to a new one split off)."""
     texts = QUAKE[:3] + BANK[:3] + [QUAKE[3]]
     story_ids = {1: "s1", 2: "s1", 3: "s4", 4: "s4", 5: "s4", 6: "s4"}  # 3 is "wrong"
     result = assign(docs_for(texts, story_ids=story_ids))
@@ -209,8 +211,97 @@ def test_assignment_is_deterministic() -> None:
     assert assign(docs) == assign(docs)
 
 
+# --- splits, deferred founding, ids (hand-built vectors: similarity = their dot product) -------------------
+VECTOR_ONLY = StoryParams(lexical_weight=0, entity_weight=0)
+EVENT_A = np.array([1.0, 0.0, 0.0], dtype=np.float32)
+EVENT_B = np.array([0.5, 0.8660254, 0.0], dtype=np.float32)  # cosine 0.5 to EVENT_A: one kind, two events
+UNRELATED = np.array([0.0, 0.0, 1.0], dtype=np.float32)
+
+
+def around(base: np.ndarray, count: int, start: int) -> list[np.ndarray]:
+    """``count`` unit vectors close to ``base`` (cosine ~0.99), each nudged along its own axis."""
+    result = []
+    for k in range(count):
+        vector = np.zeros(64, dtype=np.float32)
+        vector[:3] = base
+        vector[3 + start + k] = 0.12
+        result.append(vector / np.linalg.norm(vector))
+    return result
+
+
+def vector_docs(vectors: list[np.ndarray], *, story_ids: dict[int, str] | None = None, new: set[int] | None = None,
+                pending: dict[int, str] | None = None) -> tuple[list[StoryDoc], np.ndarray]:
+    story_ids, pending = story_ids or {}, pending or {}
+    docs = [StoryDoc(article_id=i, title=f"article {i}", text=f"article {i}", published=T0 + timedelta(hours=i),
+                     source="feed", story_id=story_ids.get(i), is_new=new is None or i in new,
+                     pending_group=pending.get(i)) for i in range(1, len(vectors) + 1)]
+    return docs, np.stack(vectors)
+
+
+def test_a_split_moves_the_articles_of_the_second_event_to_a_new_story() -> None:
+    """s1 once mixed 4 articles of event A with 3 of event B; 5 more of B show two events."""
+    vectors = around(EVENT_A, 4, 0) + around(EVENT_B, 3, 4) + around(EVENT_B, 5, 7)
+    docs, matrix = vector_docs(vectors, story_ids={i: "s1" for i in range(1, 8)}, new=set(range(8, 13)))
+    result = assign_stories(docs, matrix, VECTOR_ONLY)
+    assert result.new_story_ids == ("s5",)  # founded by the earliest article of event B
+    assert result.story_of == {i: "s5" for i in range(5, 13)}
+    assert result.moved_from == {5: "s1", 6: "s1", 7: "s1"}
+    assert result.updated_story_ids == ("s1",)  # it lost members
+    assert result.pending == {}
+
+
+def test_existing_stories_are_never_merged() -> None:
+    """Two stories that now fall in one group both keep their articles; a new one joins the closer."""
+    vectors = around(EVENT_A, 3, 0) + around(EVENT_A, 3, 3) + around(EVENT_A, 1, 6)
+    docs, matrix = vector_docs(vectors, story_ids={1: "s1", 2: "s1", 3: "s1", 4: "s4", 5: "s4", 6: "s4"},
+                               new={7})
+    result = assign_stories(docs, matrix, VECTOR_ONLY)
+    assert set(result.story_of) == {7} and result.story_of[7] in {"s1", "s4"}
+    assert result.moved_from == {} and result.new_story_ids == ()
+
+
+def test_a_small_new_group_like_an_existing_story_waits_one_run() -> None:
+    vectors = around(EVENT_A, 4, 0) + around(EVENT_B, 3, 4)
+    story_ids = {i: "s1" for i in range(1, 5)}
+    docs, matrix = vector_docs(vectors, story_ids=story_ids, new={5, 6, 7})
+    first = assign_stories(docs, matrix, VECTOR_ONLY)
+    assert first.story_of == {} and first.new_story_ids == ()
+    assert first.pending == {5: "p5", 6: "p5", 7: "p5"}
+
+    # next run: the group held together, so it founds its story
+    docs, matrix = vector_docs(vectors, story_ids=story_ids, new=set(), pending=first.pending)
+    second = assign_stories(docs, matrix, VECTOR_ONLY)
+    assert second.new_story_ids == ("s5",) and second.story_of == {5: "s5", 6: "s5", 7: "s5"}
+    assert second.pending == {}
+
+
+def test_a_small_new_group_founds_at_once_when_it_resembles_nothing_or_is_large() -> None:
+    story_ids = {i: "s1" for i in range(1, 5)}
+    docs, matrix = vector_docs(around(EVENT_A, 4, 0) + around(UNRELATED, 3, 4), story_ids=story_ids,
+                               new={5, 6, 7})
+    assert assign_stories(docs, matrix, VECTOR_ONLY).new_story_ids == ("s5",)
+    docs, matrix = vector_docs(around(EVENT_A, 4, 0) + around(EVENT_B, 3, 4), story_ids=story_ids,
+                               new={5, 6, 7})
+    assert assign_stories(docs, matrix, replace(VECTOR_ONLY, confirm_size=3)).new_story_ids == ("s5",)
+    assert assign_stories(docs, matrix, replace(VECTOR_ONLY, confirm_similarity=0.6)).new_story_ids == ("s5",)
+
+
+def test_on_a_first_run_small_groups_found_their_stories_at_once() -> None:
+    docs, matrix = vector_docs(around(EVENT_A, 4, 0) + around(EVENT_B, 3, 4))
+    result = assign_stories(docs, matrix, VECTOR_ONLY)
+    assert result.new_story_ids == ("s1", "s5") and result.pending == {}
+
+
+def test_a_new_story_never_reuses_an_id() -> None:
+    docs, matrix = vector_docs(around(EVENT_A, 3, 0))
+    assert assign_stories(docs, matrix, VECTOR_ONLY, taken_ids={"s1"}).new_story_ids == ("s2",)
+    assert assign_stories(docs, matrix, VECTOR_ONLY, taken_ids={"s1", "s2", "s3"}).new_story_ids == ("s1-2",)
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"min_cluster_size": 1}, "min_cluster_size"),
+    ({"min_cluster_size": 4, "confirm_size": 3}, "confirm_size"),
+    ({"confirm_similarity": 1.2}, "confirm_similarity"),
     ({"min_samples": 0}, "min_samples"),
     ({"embedding_weight": -0.1}, "weights"),
     ({"embedding_weight": 0, "lexical_weight": 0, "entity_weight": 0}, "weights"),
