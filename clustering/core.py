@@ -285,7 +285,8 @@ class Pipeline:
             {s: vectors[[row_of[i] for i in members[s]]] for s in story_ids},
             self.config.stories.keywords)
         centroids = np.stack([vectors[[row_of[i] for i in members[s]]].mean(axis=0) for s in story_ids])
-        topics = stories.group_topics(story_ids, centroids, self.config.stories.topic_threshold)
+        topics = stories.group_topics(story_ids, centroids, self.config.stories.topic_threshold,
+                                      self.config.stories.topic_pair_threshold)
         self.store.update_story_labels(labels, topics)
 
     # --- reading ------------------------------------------------------------------------

@@ -110,6 +110,12 @@ class StoryParams:
     (average linkage).  ECB+ topic-level B-cubed F1: 0.68 at 0.30, 0.79 at 0.40, 0.86 at
     0.50, 0.87 at 0.55, 0.85 at 0.60."""
 
+    topic_pair_threshold: float = 0.40
+    """Two stories that are each other's nearest story (centroid cosine) share a topic
+    from this cosine on, even below ``topic_threshold``: a loose pair of one kind (two
+    rehab check-ins of two actresses, 0.47) is still one topic.  ECB+ topic-level B-cubed
+    F1: 0.895 without, 0.916 at 0.30–0.35, 0.910 at 0.40, 0.905 at 0.45."""
+
     keywords: int = 5
     """Keywords kept per story label (c-TF-IDF)."""
 
@@ -124,7 +130,7 @@ class StoryParams:
         if any(w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError("similarity weights must be non-negative and not all zero")
         for name in ("attach_threshold", "story_threshold", "topic_threshold", "short_story_threshold",
-                     "short_attach_threshold", "confirm_similarity"):
+                     "short_attach_threshold", "confirm_similarity", "topic_pair_threshold"):
             if not -1.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between -1 and 1")
 
@@ -469,8 +475,11 @@ def story_labels(titles_by_story: dict[str, list[str]], texts_by_story: dict[str
     return labels
 
 
-def group_topics(story_ids: Sequence[str], centroids: np.ndarray, threshold: float) -> dict[str, str]:
-    """Topic of each story: average-linkage groups of story centroids (cosine ≥ threshold).
+def group_topics(story_ids: Sequence[str], centroids: np.ndarray, threshold: float,
+                 pair_threshold: float | None = None) -> dict[str, str]:
+    """Topic of each story: average-linkage groups of story centroids (cosine ≥
+    ``threshold``), then the groups of two stories that are each other's nearest story
+    with cosine ≥ ``pair_threshold`` are joined.
 
     A topic's id is the id of its oldest story (story ids are ordered by founding
     article), so a topic keeps its id while its stories do.
@@ -487,16 +496,31 @@ def group_topics(story_ids: Sequence[str], centroids: np.ndarray, threshold: flo
     norms = np.linalg.norm(centroids, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
     unit = centroids / norms
-    distance = np.clip(1.0 - unit @ unit.T, 0.0, 2.0).astype(np.float64)
+    cosine = (unit @ unit.T).astype(np.float64)
+    distance = np.clip(1.0 - cosine, 0.0, 2.0)
     np.fill_diagonal(distance, 0.0)
     tree = linkage(squareform(distance, checks=False), method="average")
-    groups = fcluster(tree, t=1.0 - threshold, criterion="distance")
-    topic_of: dict[str, str] = {}
+    group_of = [int(g) for g in fcluster(tree, t=1.0 - threshold, criterion="distance")]
+    if pair_threshold is not None:
+        np.fill_diagonal(cosine, -np.inf)
+        nearest = cosine.argmax(axis=1)
+        parent = {g: g for g in group_of}
+
+        def root(g: int) -> int:
+            while parent[g] != g:
+                g = parent[g]
+            return g
+
+        for a, b in enumerate(nearest.tolist()):
+            if nearest[b] == a and cosine[a, b] >= pair_threshold:
+                parent[root(group_of[a])] = root(group_of[b])
+        group_of = [root(g) for g in group_of]
     by_group: dict[int, list[str]] = defaultdict(list)
-    for story_id, group in zip(story_ids, groups):
-        by_group[int(group)].append(story_id)
+    for story_id, group in zip(story_ids, group_of):
+        by_group[group].append(story_id)
+    topic_of: dict[str, str] = {}
     for group_members in by_group.values():
-        oldest = min(group_members, key=lambda s: int(s[1:]) if s[1:].isdigit() else 0)
+        oldest = min(group_members, key=_id_order)
         for story_id in group_members:
             topic_of[story_id] = f"t{oldest[1:]}"
     return topic_of

@@ -364,3 +364,21 @@ def test_group_topics_threshold() -> None:
 def test_group_topics_small_inputs() -> None:
     assert group_topics([], np.zeros((0, 3), dtype=np.float32), 0.45) == {}
     assert group_topics(["s4"], np.ones((1, 3), dtype=np.float32), 0.45) == {"s4": "t4"}
+
+
+def test_group_topics_joins_mutually_nearest_stories_from_the_pair_threshold() -> None:
+    a, b, c = [1.0, 0.0, 0.0], [0.45, 0.893, 0.0], [0.0, 0.0, 1.0]  # a-b cosine 0.45, c apart
+    centroids = np.array([a, b, c], dtype=np.float32)
+    ids = ["s1", "s2", "s3"]
+    assert group_topics(ids, centroids, 0.55) == {"s1": "t1", "s2": "t2", "s3": "t3"}
+    assert group_topics(ids, centroids, 0.55, 0.4) == {"s1": "t1", "s2": "t1", "s3": "t3"}
+    assert group_topics(ids, centroids, 0.55, 0.5) == {"s1": "t1", "s2": "t2", "s3": "t3"}
+    # s1's nearest is s2, but s2's nearest is s3: not a mutual pair, s1 stays alone
+    c_near_b = [0.0, 0.95, 0.312]
+    centroids = np.array([a, b, c_near_b], dtype=np.float32)
+    assert group_topics(ids, centroids, 0.55, 0.4) == {"s1": "t1", "s2": "t2", "s3": "t2"}
+
+
+def test_group_topics_orders_numbered_variant_ids_after_their_base() -> None:
+    centroids = np.array([[1.0, 0.0], [1.0, 0.0]], dtype=np.float32)
+    assert group_topics(["s7-2", "s7"], centroids, 0.5) == {"s7-2": "t7", "s7": "t7"}
