@@ -293,6 +293,11 @@ not scored.
 ## The two seed articles (../shared/seeds)
 
 {seeds}
+
+## Speed
+
+What a cron run costs (first run, nothing new, 304s, a few new entries) is measured by
+`python bench/speed.py` into docs/speed.md.
 """
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
