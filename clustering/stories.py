@@ -46,9 +46,10 @@ if TYPE_CHECKING:
 class StoryParams:
     """Story and topic parameters (keys of ``settings.stories`` in feeds.yaml).
 
-    Figures quoted are B-cubed F1 on ECB+ events (982 articles, 86 events; batch, and
-    stream in 10 runs) measured with bench/quality.py and the scripts behind
-    docs/benchmarks.md."""
+    Figures quoted are B-cubed F1 on ECB+ events (982 articles, 86 events) through
+    ``clustering eval``, each the mean of 4 orders (batch: the file and 3 shuffles; stream:
+    10 runs in 4 seeded orders), the other parameters at their defaults; bench/quality.py
+    reproduces the defaults' row."""
 
     min_cluster_size: int = 3
     """Fewest articles that found a new story.  2 splits events into pairs (B-cubed
@@ -67,7 +68,7 @@ class StoryParams:
     entity_weight: float = 0.55
     """Weight of the name TF-IDF cosine (capitalised words, numbers).  With weights
     embedding/words/names, ECB+ batch B-cubed F1 and the bundled RSS-length sample's:
-    0.4/0.2/0.4 0.92 and 1.0; 0.3/0.2/0.5 0.931 and 1.0; 0.25/0.2/0.55 0.932 and 1.0;
+    0.4/0.2/0.4 0.918 and 1.0; 0.3/0.2/0.5 0.931 and 1.0; 0.25/0.2/0.55 0.932 and 1.0;
     0.2/0.2/0.6 0.936 and 0.95 (names are sparse in snippets)."""
 
     attach_threshold: float = 0.25
@@ -79,7 +80,7 @@ class StoryParams:
     """Average-linkage cut inside each HDBSCAN cluster: groups whose members' mean hybrid
     similarity falls below this are split (HDBSCAN merges two events of one kind — two
     earthquakes — into one dense region).  Batch / stream: 0.38 0.935 / 0.924, 0.40
-    0.932 / 0.925, 0.42 0.934 / 0.923 (0.45 with the old weights: 0.91)."""
+    0.932 / 0.925, 0.42 0.934 / 0.923."""
 
     short_story_threshold: float = 0.25
     """``story_threshold`` for RSS-length texts.  Hybrid similarities of 40–120-word
