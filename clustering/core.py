@@ -209,7 +209,8 @@ class Pipeline:
 
         items = [dedup.DedupItem(article_id=a.id, published=a.published, text=_lexical_text(a),
                                  canonical_url=a.url, text_hash=a.text_hash, is_new=not a.processed,
-                                 duplicate_of=a.duplicate_of) for a in window]
+                                 duplicate_of=a.duplicate_of, link_kind=a.duplicate_kind,
+                                 link_score=a.duplicate_score) for a in window]
         links = dedup.find_duplicates(items, vectors, self.config.dedup)
         with self.store.transaction():
             self.store.save_duplicates([(l.article_id, l.canonical_id, l.kind, l.score) for l in links], now)

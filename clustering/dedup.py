@@ -110,6 +110,8 @@ class DedupItem:
     text_hash: str
     is_new: bool
     duplicate_of: int | None = None   # current link (old articles only)
+    link_kind: str | None = None      # ...its kind and score, kept when the link is re-pointed
+    link_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,10 +151,12 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
     # an old copy whose canonical has left the window keeps its link and takes no part
     outside = {i for i, it in enumerate(items)
                if not it.is_new and it.duplicate_of is not None and it.duplicate_of not in position}
+    kinds: dict[int, tuple[str, float]] = {}
     for index, item in enumerate(items):
         if not item.is_new and item.duplicate_of is not None and item.duplicate_of in position:
             canonical[index] = position[item.duplicate_of]
-    kinds: dict[int, tuple[str, float]] = {}
+            if item.link_kind is not None:
+                kinds[index] = (item.link_kind, item.link_score if item.link_score is not None else 1.0)
 
     by_url: dict[str, int] = {}
     by_hash: dict[str, int] = {}

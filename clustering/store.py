@@ -140,6 +140,8 @@ class WindowArticle:
     duplicate_of: int | None
     story_id: str | None
     pending_group: str | None = None
+    duplicate_kind: str | None = None
+    duplicate_score: float | None = None
 
 
 class Store:
@@ -330,13 +332,14 @@ class Store:
         """Articles published since ``since`` plus every unprocessed one, oldest first."""
         rows = self._query(
             "SELECT a.id, a.source, a.title, a.summary, a.url, a.published, a.text_hash, a.processed, a.pending_group,"
-            " d.canonical_id, m.story_id FROM articles a"
+            " d.canonical_id, d.kind, d.score, m.story_id FROM articles a"
             " LEFT JOIN duplicates d ON d.article_id = a.id LEFT JOIN story_members m ON m.article_id = a.id"
             " WHERE a.published >= ? OR a.processed = 0 ORDER BY a.published, a.id", (to_text(since),))
         return [WindowArticle(id=r["id"], source=r["source"], title=r["title"], summary=r["summary"], url=r["url"],
                               published=from_text(r["published"]), text_hash=r["text_hash"],  # type: ignore[arg-type]
                               processed=bool(r["processed"]), duplicate_of=r["canonical_id"],
-                              story_id=r["story_id"], pending_group=r["pending_group"]) for r in rows]
+                              story_id=r["story_id"], pending_group=r["pending_group"],
+                              duplicate_kind=r["kind"], duplicate_score=r["score"]) for r in rows]
 
     def latest_published(self) -> datetime | None:
         rows = self._query("SELECT max(published) FROM articles")

@@ -45,9 +45,10 @@ def near(base: int, other: int, cosine: float) -> np.ndarray:
 
 
 def item(article_id: int, text: str, *, minutes: int = 0, url: str | None = None, new: bool = True,
-         duplicate_of: int | None = None) -> DedupItem:
+         duplicate_of: int | None = None, kind: str | None = None, score: float | None = None) -> DedupItem:
     return DedupItem(article_id=article_id, published=T0 + timedelta(minutes=minutes), text=text,
-                     canonical_url=url, text_hash=text_hash("", text), is_new=new, duplicate_of=duplicate_of)
+                     canonical_url=url, text_hash=text_hash("", text), is_new=new, duplicate_of=duplicate_of,
+                     link_kind=kind, link_score=score)
 
 
 def links_of(items: list[DedupItem], vectors: list[np.ndarray], params: DedupParams = PARAMS) -> set[tuple]:
@@ -189,6 +190,17 @@ def test_earlier_copy_arriving_later_becomes_canonical() -> None:
     found = links_of(items, [unit(0), unit(0), unit(1)])
     assert {(a, c) for a, c, _, _ in found} == {(1, 3), (2, 3)}
     assert (1, 3, "url", 1.0) in found
+
+
+def test_a_re_pointed_duplicate_keeps_the_kind_and_score_of_its_link() -> None:
+    items = [
+        item(1, QUAKE, minutes=10, url="https://a.example/quake", new=False),
+        item(2, QUAKE_EDITED, minutes=20, new=False, duplicate_of=1, kind="near", score=0.91),
+        item(4, QUAKE, minutes=25, new=False, duplicate_of=1, kind="text", score=1.0),
+        item(3, BANK, minutes=0, url="https://a.example/quake"),
+    ]
+    found = links_of(items, [unit(0), unit(0), unit(0), unit(1)])
+    assert found == {(1, 3, "url", 1.0), (2, 3, "near", 0.91), (4, 3, "text", 1.0)}
 
 
 def test_earlier_near_copy_arriving_later_becomes_canonical() -> None:
