@@ -52,9 +52,9 @@ class StoryParams:
     reproduces the defaults' row."""
 
     min_cluster_size: int = 3
-    """Fewest articles that found a new story.  2 splits events into pairs (B-cubed
-    recall 0.66); 4 scores higher in batch (0.94) but lower in stream (0.92, id churn
-    6 %); 3 also keeps two-source stories on RSS snippets joinable."""
+    """Fewest articles that found a new story.  2 founds stories from chance pairs (batch
+    0.910); 4 scores higher in batch (0.94) but lower in stream (0.92, id churn 6 %); 3
+    also keeps two-source stories on RSS snippets joinable."""
 
     min_samples: int = 1
     """HDBSCAN min_samples: 1 lets small dense stories form (higher values mark more noise)."""
@@ -108,8 +108,8 @@ class StoryParams:
 
     topic_threshold: float = 0.55
     """Cosine between story centroids (embedding) at which stories share a topic
-    (average linkage).  ECB+ topic-level B-cubed F1: 0.68 at 0.30, 0.79 at 0.40, 0.86 at
-    0.50, 0.87 at 0.55, 0.85 at 0.60."""
+    (average linkage).  ECB+ topic-level B-cubed F1 (batch, without the pair rule below):
+    0.80 at 0.40, 0.84 at 0.45, 0.87 at 0.50, 0.89 at 0.55, 0.88 at 0.60."""
 
     topic_pair_threshold: float = 0.40
     """Two stories that are each other's nearest story (centroid cosine) share a topic
@@ -285,30 +285,44 @@ def propose_groups(similarity: np.ndarray, words: Sequence[int], params: StoryPa
     to on average when that reaches the length-adjusted ``attach_threshold``."""
     import numpy as np
 
-    def adjusted(indices: Sequence[int], long_value: float, short_value: float) -> float:
-        return length_adjusted(long_value, short_value, float(np.median([words[i] for i in indices])))
-
     labels = cluster_labels(similarity, params)
     groups: list[list[int]] = []
     for label in sorted(set(labels.tolist()) - {-1}):
         cluster = [int(i) for i in np.flatnonzero(labels == label)]
-        cut = adjusted(cluster, params.story_threshold, params.short_story_threshold)
+        cut = _adjusted(cluster, words, params.story_threshold, params.short_story_threshold)
         groups.extend(g for g in _split(cluster, similarity, cut) if len(g) >= params.min_cluster_size)
-    if not groups:
-        return []
     grouped = {i for group in groups for i in group}
     noise = [i for i in range(similarity.shape[0]) if i not in grouped]
-    if noise:
-        means = np.stack([similarity[np.ix_(noise, group)].mean(axis=1) for group in groups], axis=1)
-        joins: list[tuple[int, int]] = []
-        for row, index in enumerate(noise):
-            best = int(np.argmax(means[row]))
-            if means[row, best] >= adjusted(groups[best] + [index], params.attach_threshold,
-                                             params.short_attach_threshold):
-                joins.append((best, index))
-        for best, index in joins:  # after scoring, so the order of noise does not matter
-            groups[best].append(index)
+    for index, best in _closest_joins(noise, groups, similarity, words, params):
+        groups[best].append(index)
     return groups
+
+
+def _adjusted(indices: Sequence[int], words: Sequence[int], long_value: float, short_value: float) -> float:
+    """A threshold for these articles, interpolated by their median length (:func:`length_adjusted`)."""
+    import numpy as np
+
+    return length_adjusted(long_value, short_value, float(np.median([words[i] for i in indices])))
+
+
+def _closest_joins(candidates: Sequence[int], targets: Sequence[Sequence[int]], similarity: np.ndarray,
+                   words: Sequence[int], params: StoryParams) -> list[tuple[int, int]]:
+    """(candidate, target index) for each candidate whose mean similarity to the members of
+    its closest target reaches the length-adjusted ``attach_threshold``.  All are scored
+    before any joins, so the order of the candidates does not matter."""
+    import numpy as np
+
+    if not candidates or not targets:
+        return []
+    rows = list(candidates)
+    means = np.stack([similarity[np.ix_(rows, list(target))].mean(axis=1) for target in targets], axis=1)
+    joins: list[tuple[int, int]] = []
+    for row, index in enumerate(rows):
+        best = int(np.argmax(means[row]))
+        if means[row, best] >= _adjusted([*targets[best], index], words, params.attach_threshold,
+                                         params.short_attach_threshold):
+            joins.append((index, best))
+    return joins
 
 
 def _match(groups: Sequence[Sequence[int]], current: Sequence[str | None]) -> dict[int, str]:
@@ -384,7 +398,7 @@ def assign_stories(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
         for index in group:  # a split: members of an earlier story move with the new one
             result[index] = story_id
 
-    _attach_leftovers(result, current, docs, pending, similarity, words, params)
+    _attach_leftovers(result, docs, pending, similarity, words, params)
     story_of = {docs[i].article_id: result[i] for i in range(n)
                 if result[i] is not None and result[i] != current[i]}
     moved_from = {docs[i].article_id: current[i] for i in range(n)
@@ -394,30 +408,19 @@ def assign_stories(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
                            moved_from, pending)  # type: ignore[arg-type]
 
 
-def _attach_leftovers(result: list[str | None], current: Sequence[str | None], docs: Sequence[StoryDoc],
-                      pending: dict[int, str], similarity: np.ndarray, words: Sequence[int],
-                      params: StoryParams) -> None:
+def _attach_leftovers(result: list[str | None], docs: Sequence[StoryDoc], pending: dict[int, str],
+                      similarity: np.ndarray, words: Sequence[int], params: StoryParams) -> None:
     """Articles in no group (HDBSCAN noise no group took) join the story they are most
     similar to on average, at the length-adjusted ``attach_threshold``: a follow-up whose
     story's articles are no longer dense enough to form a group still finds it."""
-    import numpy as np
-
     members: dict[str, list[int]] = defaultdict(list)
     for index, story_id in enumerate(result):
         if story_id is not None:
             members[story_id].append(index)
-    if not members:
-        return
-    joins: list[tuple[int, str]] = []
-    for index, story_id in enumerate(result):
-        if story_id is not None or docs[index].article_id in pending:
-            continue
-        score, best = max((_mean(similarity, [index], rows), s) for s, rows in members.items())
-        median = float(np.median([words[i] for i in members[best] + [index]]))
-        if score >= length_adjusted(params.attach_threshold, params.short_attach_threshold, median):
-            joins.append((index, best))
-    for index, story_id in joins:
-        result[index] = story_id
+    story_ids = sorted(members, key=_id_order)
+    leftovers = [i for i, story_id in enumerate(result) if story_id is None and docs[i].article_id not in pending]
+    for index, best in _closest_joins(leftovers, [members[s] for s in story_ids], similarity, words, params):
+        result[index] = story_ids[best]
 
 
 def _unused_id(founders: Sequence[int], docs: Sequence[StoryDoc], used: set[str]) -> str:
