@@ -119,6 +119,7 @@ class Pipeline:
         feeds = [f for f in self.config.feeds if f.enabled]
         with self.store.transaction():
             self.store.sync_feeds((f.name, f.url) for f in feeds)
+            self.store.repair_feed_state()
         due: list[FeedConfig] = []
         requests = []
         skipped = 0
@@ -187,7 +188,7 @@ class Pipeline:
     def add_articles(self, articles: Iterable[ArticleInput | Mapping[str, Any]]) -> list[int]:
         """Store articles given by the caller; returns the ids of those not stored before."""
         now = self._now()
-        rows = [_input_article(_as_input(a, i), now) for i, a in enumerate(articles)]
+        rows = [_input_article(_as_input(a, i, now), now) for i, a in enumerate(articles)]
         with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds), self.store.transaction():
             return self.store.add_articles(rows, now)
 
@@ -202,7 +203,7 @@ class Pipeline:
             with self.store.transaction():
                 self.store.save_embeddings(model, [r["id"] for r in missing], vectors)
         now = self._now()
-        since = self._window_start(now)
+        since = self._readable_window_start(now)
         window = self.store.window(since)
         vectors = self.store.vectors([a.id for a in window], model)
         unprocessed = [a.id for a in window if not a.processed]
@@ -264,6 +265,14 @@ class Pipeline:
         the bundled sample behaves as it did live."""
         latest = self.store.latest_published() or now
         return min(now, latest) - timedelta(days=self.config.window_days)
+
+    def _readable_window_start(self, now: datetime) -> datetime:
+        """The window start, once every stored time the window reads is readable: reading a
+        stored value is never fatal to a run (Store.repair_times warns about each repair)."""
+        since = self._window_start(now)
+        with self.store.transaction():
+            repaired = self.store.repair_times(since=since, now=now)
+        return self._window_start(now) if repaired else since
 
     def _relabel(self, canonical: Sequence[WindowArticle], vectors: Any,
                  story_of: Mapping[int, str]) -> None:
@@ -355,7 +364,9 @@ def _new_article(source: str, entry: ParsedEntry) -> NewArticle:
                       text_hash=dedup.text_hash(entry.title, entry.summary), author=entry.author)
 
 
-def _as_input(value: ArticleInput | Mapping[str, Any], index: int) -> ArticleInput:
+def _as_input(value: ArticleInput | Mapping[str, Any], index: int, now: datetime) -> ArticleInput:
+    from .parse import EARLIEST_PLAUSIBLE_DATE, MAX_FUTURE_SKEW, is_plausible_date
+
     if isinstance(value, ArticleInput):
         article = value
     elif not isinstance(value, Mapping):
@@ -378,8 +389,13 @@ def _as_input(value: ArticleInput | Mapping[str, Any], index: int) -> ArticleInp
         if not isinstance(article.published, datetime):
             raise ConfigError(f"article #{index}: published must be a datetime, "
                               f"got {type(article.published).__name__}")
-        if article.published.tzinfo is None:
+        if article.published.tzinfo is None or article.published.utcoffset() is None:
             raise ConfigError(f"article #{index} {article.title[:60]!r}: published must be timezone-aware")
+        if not is_plausible_date(article.published, now):
+            # the rule feed entries follow too; a feed's bad date is ignored, the caller can fix theirs
+            raise ConfigError(f"article #{index} {article.title[:60]!r}: published {article.published.isoformat()} "
+                              f"is not a plausible date (expected from {EARLIEST_PLAUSIBLE_DATE:%Y-%m-%d} to "
+                              f"{now.astimezone(timezone.utc) + MAX_FUTURE_SKEW:%Y-%m-%d %H:%M} UTC)")
     return article
 
 

@@ -16,6 +16,54 @@ caller (and the CLI) needs a single ``except`` clause::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+QUOTE_LIMIT = 80
+"""Longest quotation of a user's value in a message, in characters ("…" marks a cut).
+
+Enough to recognise a URL, a name or a mistyped number; a message never repeats a whole
+document (an alias-expanded YAML value once printed 351 MB)."""
+
+_MAX_QUOTE_DEPTH = 4
+"""Nesting levels shown when quoting a list or mapping; deeper ones read as "...". """
+
+
+def quote_value(value: object, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)`` in at most ``limit`` characters, computed without expanding more of the
+    value than is shown: lists and mappings (a YAML alias can make them huge and deep) are
+    walked only as far as the limit reaches."""
+    text = _bounded_repr(value, limit + 1, 0)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _bounded_repr(value: object, budget: int, depth: int) -> str:
+    if isinstance(value, str):
+        return repr(value[:budget])
+    if isinstance(value, (Mapping, list, tuple, set, frozenset)):
+        if depth >= _MAX_QUOTE_DEPTH:
+            return "[...]" if not isinstance(value, Mapping) else "{...}"
+        opening, closing = ("{", "}") if isinstance(value, (Mapping, set, frozenset)) else ("[", "]")
+        items = value.items() if isinstance(value, Mapping) else value
+        parts: list[str] = []
+        used = 2
+        for item in items:
+            if used >= budget:
+                parts.append("...")
+                break
+            if isinstance(value, Mapping):
+                key, inner = item
+                part = _bounded_repr(key, budget - used, depth + 1)
+                part += ": " + _bounded_repr(inner, budget - used - len(part), depth + 1)
+            else:
+                part = _bounded_repr(item, budget - used, depth + 1)
+            parts.append(part)
+            used += len(part) + 2
+        return opening + ", ".join(parts) + closing
+    try:
+        return repr(value)[:budget]
+    except ValueError:  # an integer past Python's int-to-text digit limit
+        return f"<{type(value).__name__} too long to show>"
+
 
 class ClusteringError(Exception):
     """Root of every exception raised on purpose by clustering."""

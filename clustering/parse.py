@@ -47,6 +47,7 @@ __all__ = [
     "ParsedFeed",
     "canonical_url",
     "entry_key",
+    "is_plausible_date",
     "parse_feed",
     "plain_text",
 ]
@@ -328,15 +329,28 @@ def _candidate_texts(raw: Mapping[str, Any]) -> Iterator[str]:
                 yield plain_text(_text(content.get("value")))
 
 
+def is_plausible_date(when: datetime, seen_at: datetime) -> bool:
+    """The one rule for an article's publication date, feed entries and API input alike.
+
+    A date is believed when it is timezone-aware, not before
+    :data:`EARLIEST_PLAUSIBLE_DATE` and at most :data:`MAX_FUTURE_SKEW` after
+    ``seen_at`` (the fetch, the call or, for a stored article, its first-seen
+    time).  Feeds treat a date that fails it as missing; ``add_articles``
+    refuses it; a stored one is repaired by the next run.
+    """
+    if when.tzinfo is None or when.utcoffset() is None:
+        return False
+    return EARLIEST_PLAUSIBLE_DATE <= when <= seen_at + MAX_FUTURE_SKEW
+
+
 def _published(raw: Mapping[str, Any], fetched_at: datetime) -> tuple[datetime, bool]:
     """The first plausible date of published/updated/created, else (fetched_at, True)."""
-    latest = fetched_at + MAX_FUTURE_SKEW
     for field in _DATE_FIELDS:
         # dict.get: FeedParserDict.get("updated_parsed") falls back to
         # published_parsed with a DeprecationWarning (feedparser issue 310)
         value = dict.get(raw, field) if isinstance(raw, dict) else raw.get(field)
         when = _utc_datetime(value)
-        if when is not None and EARLIEST_PLAUSIBLE_DATE <= when <= latest:
+        if when is not None and is_plausible_date(when, fetched_at):
             return when, False
     return fetched_at, True
 

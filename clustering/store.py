@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -19,11 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import LockedError, NotFoundError, StorageError
+from .errors import LockedError, NotFoundError, StorageError, quote_value
 from .types import Article, DuplicateLink, FeedStatus, Story
 
 if TYPE_CHECKING:
     import numpy as np
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
@@ -97,17 +100,40 @@ MIGRATIONS = {
 """Statements that bring a database from the version before the key to the key's version."""
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+"""How times are stored: UTC ISO-8601 with seconds, four-digit years, so text order is time order."""
+
+UNREADABLE_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+"""Shown for a required stored time that cannot be read at all (a database edited by hand or
+written by another program) when no other time of the row can stand in; the next run repairs it."""
+
+_UNREADABLE_TIME_SQL = "strftime('%Y-%m-%dT%H:%M:%SZ', {column}, '+0 seconds') IS NOT {column}"
+"""True for a value that is not a valid time in TIME_FORMAT (SQLite normalizes 02-31 to 03-02)."""
+
+
 def to_text(moment: datetime) -> str:
     """UTC ISO-8601 with seconds: sorts as text in time order."""
     if moment.tzinfo is None:
         raise ValueError(f"naive datetime {moment!r}: clustering stores UTC-aware datetimes only")
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = moment.astimezone(timezone.utc)
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}Z"  # %Y does not pad years before 1000
 
 
 def from_text(value: str | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def read_time(value: object) -> datetime | None:
+    """A stored time, or None when there is none or it cannot be read: reading a stored value
+    is never fatal (a database edited by hand, or written by an older or another program)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return from_text(value)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -270,14 +296,30 @@ class Store:
                         " consecutive_errors = consecutive_errors + 1, next_attempt = ? WHERE name = ?",
                         (to_text(now), error, to_text(now), to_text(next_attempt), name))
 
+    def repair_feed_state(self) -> list[str]:
+        """Make a feed whose stored schedule cannot be read due now (an unreadable
+        ``next_attempt`` would sort after every real time and skip the feed for ever; an
+        error count that is not a number is reset); return the feed names, each warned about."""
+        rows = self._query("SELECT name, next_attempt, consecutive_errors FROM feeds WHERE"
+                           f" (next_attempt IS NOT NULL AND {_UNREADABLE_TIME_SQL.format(column='next_attempt')})"
+                           " OR typeof(consecutive_errors) != 'integer'")
+        for row in rows:
+            log.warning("feed %r: stored schedule (next attempt %s, %s errors) is not readable; the feed is due now",
+                        row["name"], quote_value(row["next_attempt"]), quote_value(row["consecutive_errors"]))
+            self._write("UPDATE feeds SET next_attempt = NULL, consecutive_errors = CASE WHEN"
+                        " typeof(consecutive_errors) = 'integer' THEN consecutive_errors ELSE 0 END WHERE name = ?",
+                        (row["name"],))
+        return [row["name"] for row in rows]
+
     def feed_statuses(self, names: Sequence[str] | None = None) -> list[FeedStatus]:
         rows = self._query("SELECT f.*, (SELECT count(*) FROM articles a WHERE a.source = f.name) AS n"
                            " FROM feeds f ORDER BY f.name")
         statuses = [FeedStatus(
-            name=r["name"], url=r["url"], last_attempt=from_text(r["last_attempt"]),
-            last_success=from_text(r["last_success"]), last_error=r["last_error"],
-            last_error_at=from_text(r["last_error_at"]), consecutive_errors=r["consecutive_errors"],
-            next_attempt=from_text(r["next_attempt"]), articles=r["n"]) for r in rows]
+            name=r["name"], url=r["url"], last_attempt=read_time(r["last_attempt"]),
+            last_success=read_time(r["last_success"]), last_error=r["last_error"],
+            last_error_at=read_time(r["last_error_at"]),
+            consecutive_errors=r["consecutive_errors"] if isinstance(r["consecutive_errors"], int) else 0,
+            next_attempt=read_time(r["next_attempt"]), articles=r["n"]) for r in rows]
         if names is not None:
             wanted = set(names)
             statuses = [s for s in statuses if s.name in wanted]
@@ -342,8 +384,57 @@ class Store:
                               duplicate_kind=r["kind"], duplicate_score=r["score"]) for r in rows]
 
     def latest_published(self) -> datetime | None:
-        rows = self._query("SELECT max(published) FROM articles")
-        return from_text(rows[0][0]) if rows and rows[0][0] else None
+        """The newest readable publication time (unreadable values, which the next run
+        repairs, are passed over; normally the first row read is the answer)."""
+        try:
+            for (value,) in self._db.execute("SELECT published FROM articles ORDER BY published DESC"):
+                moment = read_time(value)
+                if moment is not None:
+                    return moment
+        except sqlite3.Error as exc:
+            raise StorageError(f"query on {self.path} failed: {exc}") from exc
+        return None
+
+    def repair_times(self, *, since: datetime, now: datetime) -> list[int]:
+        """Repair the stored times a run would read and could not use; return the article ids.
+
+        Looks at the articles of the window (``published >= since``), the unprocessed ones and
+        those dated before 1990: a time that is not readable, or a publication date that fails
+        :func:`~clustering.parse.is_plausible_date` against the article's first-seen time, is
+        replaced (publication by first-seen, marked estimated, as feeds do; first-seen by
+        ``now``), with a warning naming the article.  Such rows come from databases edited by
+        hand or written by older versions; without this one of them stops every later run.
+        """
+        from .parse import EARLIEST_PLAUSIBLE_DATE, MAX_FUTURE_SKEW, is_plausible_date
+
+        earliest = to_text(EARLIEST_PLAUSIBLE_DATE)
+        skew = f"+{int(MAX_FUTURE_SKEW.total_seconds())} seconds"
+        rows = self._query(
+            "SELECT id, published, first_seen FROM articles"
+            " WHERE (published >= :since OR processed = 0 OR published < :earliest)"
+            f" AND ({_UNREADABLE_TIME_SQL.format(column='published')}"
+            f" OR {_UNREADABLE_TIME_SQL.format(column='first_seen')} OR published < :earliest"
+            " OR published > strftime('%Y-%m-%dT%H:%M:%SZ', first_seen, :skew))",
+            {"since": to_text(since), "earliest": earliest, "skew": skew})
+        repaired: list[int] = []
+        for row in rows:
+            first_seen = read_time(row["first_seen"])
+            published = read_time(row["published"])
+            if first_seen is None:
+                log.warning("article %d: stored first-seen time %s is not a readable time; using %s",
+                            row["id"], quote_value(row["first_seen"]), to_text(now))
+                first_seen = now
+            if published is None or not is_plausible_date(published, first_seen):
+                log.warning("article %d: stored publication time %s is not a plausible date; using its "
+                            "first-seen time %s instead", row["id"], quote_value(row["published"]),
+                            to_text(first_seen))
+                published = first_seen
+            self._write("UPDATE articles SET published = ?, first_seen = ?,"
+                        " published_estimated = published_estimated OR ? WHERE id = ?",
+                        (to_text(published), to_text(first_seen), int(to_text(published) != row["published"]),
+                         row["id"]))
+            repaired.append(int(row["id"]))
+        return repaired
 
     def set_pending(self, pending: dict[int, str]) -> None:
         """Replace the deferred groups of the last run with these (article id -> group key)."""
@@ -370,9 +461,14 @@ class Store:
                             (canonical_id, moved[0]["story_id"], to_text(now)))
 
     def _row_to_article(self, r: sqlite3.Row) -> Article:
+        first_seen = read_time(r["first_seen"])
+        published = read_time(r["published"])
+        if published is None or first_seen is None:
+            log.warning("article %d: stored time %s is not readable (the next run repairs it)", r["id"],
+                        quote_value(r["first_seen"] if first_seen is None else r["published"]))
         return Article(id=r["id"], source=r["source"], entry_key=r["entry_key"], title=r["title"],
-                       summary=r["summary"], url=r["url"], published=from_text(r["published"]),  # type: ignore[arg-type]
-                       first_seen=from_text(r["first_seen"]), duplicate_of=r["canonical_id"],  # type: ignore[arg-type]
+                       summary=r["summary"], url=r["url"], published=published or first_seen or UNREADABLE_TIME,
+                       first_seen=first_seen or published or UNREADABLE_TIME, duplicate_of=r["canonical_id"],
                        story_id=r["story_id"])
 
     _ARTICLE_SELECT = ("SELECT a.*, d.canonical_id, COALESCE(m.story_id, mc.story_id) AS story_id FROM articles a"
@@ -454,9 +550,13 @@ class Store:
         result = []
         for r in self._query(sql, params):
             ids = tuple(sorted(int(x) for x in r["ids"].split(","))) if r["ids"] else ()
-            result.append(Story(id=r["id"], label=r["label"], keywords=tuple(json.loads(r["keywords"])),
+            first, last = read_time(r["first"]), read_time(r["last"])
+            if first is None or last is None:
+                log.warning("story %s: a member's stored publication time is not readable (the next run "
+                            "repairs it)", r["id"])
+            result.append(Story(id=r["id"], label=r["label"], keywords=_stored_keywords(r["keywords"], r["id"]),
                                 size=r["size"], sources=r["src"] + (r["dup_sources"] or 0),
-                                first_seen=from_text(r["first"]), last_seen=from_text(r["last"]),  # type: ignore[arg-type]
+                                first_seen=first or last or UNREADABLE_TIME, last_seen=last or first or UNREADABLE_TIME,
                                 topic_id=r["topic_id"], article_ids=ids, duplicates=r["dups"] or 0))
         return result
 
@@ -474,6 +574,18 @@ class Store:
     def story_count(self) -> int:
         """Stories with at least one member."""
         return int(self._query("SELECT count(DISTINCT story_id) FROM story_members")[0][0])
+
+
+def _stored_keywords(value: object, story_id: str) -> tuple[str, ...]:
+    """A story's stored keyword list; unreadable JSON reads as none (the next run relabels)."""
+    try:
+        keywords = json.loads(value) if isinstance(value, str) else None
+    except ValueError:
+        keywords = None
+    if not isinstance(keywords, list):
+        log.warning("story %s: stored keywords %s are not a JSON list", story_id, quote_value(value))
+        return ()
+    return tuple(str(k) for k in keywords)
 
 
 # --- the run lock ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -251,6 +252,28 @@ def test_run_while_locked_is_skipped_with_exit_0(tmp_path: Path) -> None:
     assert json.loads(as_json.stdout)["skipped"] is True
     after = clustering("run", "--config", "feeds.yaml", "--json", cwd=tmp_path)
     assert json.loads(after.stdout)["new_articles"] == 3
+
+
+def test_a_stored_time_the_run_cannot_read_is_repaired_not_fatal(tmp_path: Path) -> None:
+    """Issue item 1: '999-01-01T00:00:00Z' stored for an unprocessed article failed every later run."""
+    (tmp_path / "rates.xml").write_text(feed_xml("rates", [5, 6, 7]), encoding="utf-8")
+    write_config(tmp_path, [("rates-desk", "rates.xml")])
+    assert clustering("run", "--config", "feeds.yaml", cwd=tmp_path).returncode == 0
+    with sqlite3.connect(tmp_path / "news.db") as raw:
+        raw.execute("UPDATE articles SET published = '999-01-01T00:00:00Z', processed = 0 WHERE id = 2")
+    repairing = clustering("run", "--config", "feeds.yaml", "--force", "--json", cwd=tmp_path)
+    assert repairing.returncode == 0, repairing.stderr
+    assert json.loads(repairing.stdout)["skipped"] is False
+    assert "article 2: stored publication time '999-01-01T00:00:00Z' is not a plausible date" in repairing.stderr
+    with sqlite3.connect(tmp_path / "news.db") as raw:  # wedged again, had the first run not repaired it
+        raw.execute("UPDATE articles SET processed = 0 WHERE id = 2")
+    again = clustering("run", "--config", "feeds.yaml", "--force", cwd=tmp_path)
+    assert again.returncode == 0 and "article 2" not in again.stderr, again.stderr
+    listed = clustering("stories", "--config", "feeds.yaml", "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert 2 in json.loads(listed.stdout)[0]["article_ids"]
+    with sqlite3.connect(tmp_path / "news.db") as raw:
+        assert raw.execute("SELECT processed, published_estimated FROM articles WHERE id = 2").fetchone() == (1, 1)
 
 
 def test_run_summary_mentions_waiting_and_moved_articles_only_when_there_are_some() -> None:

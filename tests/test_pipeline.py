@@ -7,9 +7,11 @@ the real model is exercised in test_sample.py.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import random
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -337,6 +339,9 @@ def test_an_earlier_copy_becomes_the_canonical_and_the_story_keeps_its_id(tmp_pa
 @pytest.mark.parametrize(("article", "message"), [
     ({"title": "Quake", "published": datetime(2026, 3, 2, 12, 0)}, "timezone-aware"),
     ({"title": "Quake", "published": "2026-03-02T12:00:00Z"}, "published must be a datetime"),
+    ({"title": "A", "text": "t", "source": "s", "published": datetime(999, 1, 1, tzinfo=timezone.utc)},
+     r"article #1 'A': published 0999-01-01T00:00:00\+00:00 is not a plausible date"),
+    ({"title": "Later", "published": NOW + timedelta(days=2)}, "not a plausible date"),
     ({"title": "", "text": "  ", "source": "wire"}, "needs a title or a text"),
     ({"url": "https://wire.test/1"}, "needs a title or a text"),
     ({"title": "Quake", "body": "text"}, "unknown field"),
@@ -353,6 +358,81 @@ def test_add_articles_rejects_bad_input_and_stores_nothing(tmp_path: Path, artic
             pipeline.add_articles([article])
         assert not pipeline.store.has_unprocessed()
         assert pipeline.add_articles([good]) == [1]
+
+
+@pytest.mark.parametrize("published", [datetime(999, 1, 1, tzinfo=timezone.utc),
+                                       datetime(1989, 12, 31, 23, 59, tzinfo=timezone.utc),
+                                       NOW + timedelta(days=1, seconds=1)])
+def test_a_date_feeds_ignore_is_refused_by_add_articles_and_processing_goes_on(tmp_path: Path,
+                                                                             published: datetime) -> None:
+    """Issue item 1: a year-999 date was accepted and wedged every later process()."""
+    from clustering.parse import is_plausible_date, parse_feed
+
+    assert not is_plausible_date(published, NOW)
+    if published.year >= 1900:  # RFC 822 dates need four digits: the same date in a feed is ignored
+        (entry,) = parse_feed(rss([("g1", "Quake", "text", published)]), feed_url="https://feed.test/",
+                              fetched_at=NOW).entries
+        assert (entry.published, entry.published_estimated) == (NOW, True)
+    with open_pipeline(tmp_path / "api.db", hashing_config(), now=Clock()) as pipeline:
+        with pytest.raises(ConfigError, match=r"article #0 'A': published .* is not a plausible date"):
+            pipeline.add_articles([{"title": "A", "text": "t", "source": "s", "published": published}])
+        pipeline.add_articles(corpus())
+        assert pipeline.process().stories_total == 3
+        assert not pipeline.store.has_unprocessed()
+
+
+def test_unreadable_stored_times_are_repaired_and_never_stop_a_run(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Issue item 1: a database written by hand or by an older version holds times the run cannot read."""
+    database = tmp_path / "api.db"
+    with open_pipeline(database, hashing_config(), now=Clock()) as pipeline:
+        pipeline.add_articles(corpus())
+        pipeline.process()
+        before = story_members(pipeline)
+    with sqlite3.connect(database) as raw:
+        # the reproduction's value, never marked processed; a processed story member; a bad first-seen
+        raw.execute("UPDATE articles SET published = '999-01-01T00:00:00Z', processed = 0 WHERE id = 3")
+        raw.execute("UPDATE articles SET published = 'yesterday' WHERE id = 6")
+        raw.execute("UPDATE articles SET first_seen = '2026-02-30T00:00:00Z' WHERE id = 10")
+        raw.execute("UPDATE stories SET keywords = '[not json'")
+    caplog.set_level(logging.WARNING, logger="clustering")
+    with open_pipeline(database, hashing_config(), now=Clock(NOW + timedelta(hours=1))) as pipeline:
+        assert sorted(len(s.article_ids) for s in pipeline.stories()) == [4, 4, 4]  # reading is not fatal
+        assert pipeline.article(6).published == pipeline.article(6).first_seen == NOW
+        report = pipeline.process()
+        assert not pipeline.store.has_unprocessed()
+        assert report.stories_total == 3
+        repaired = {i: pipeline.article(i) for i in (3, 6, 10)}
+        assert repaired[3].published == repaired[3].first_seen == NOW  # as feeds do: first seen, estimated
+        assert repaired[6].published == NOW
+        assert repaired[10].first_seen == NOW + timedelta(hours=1)
+        assert story_members(pipeline) == before
+        assert all(s.keywords for s in pipeline.stories())  # relabelled
+        messages = [r.getMessage() for r in caplog.records]
+        for article_id in (3, 6, 10):
+            assert any(m.startswith(f"article {article_id}: stored") for m in messages), article_id
+        assert any("999-01-01T00:00:00Z" in m for m in messages)
+        caplog.clear()
+        pipeline.add_articles([topic_article("rates", "eld", seed=99, hours=5)])
+        pipeline.process()
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # repaired once, for good
+        with sqlite3.connect(database) as raw:
+            bad = raw.execute("SELECT count(*) FROM articles WHERE published NOT GLOB '2026-*'").fetchone()[0]
+        assert bad == 0
+
+
+def test_a_feed_with_an_unreadable_schedule_is_due_not_skipped_for_ever(tmp_path: Path) -> None:
+    write_topic_feed(tmp_path / "local.xml")
+    config = hashing_config([{"name": "local", "url": "local.xml"}], base_dir=tmp_path, poll_interval_minutes=1)
+    with open_pipeline(tmp_path / "news.db", config, now=Clock()) as pipeline:
+        assert pipeline.run().feeds_ok == 1
+    with sqlite3.connect(tmp_path / "news.db") as raw:  # sorts after every real time: never due again
+        raw.execute("UPDATE feeds SET next_attempt = 'soon', consecutive_errors = 'many'")
+    with open_pipeline(tmp_path / "news.db", config, now=Clock(NOW + timedelta(minutes=5))) as pipeline:
+        assert pipeline.feeds()[0].next_attempt is None and pipeline.feeds()[0].consecutive_errors == 0
+        report = pipeline.run()
+        assert (report.feeds_skipped, report.feeds_ok + report.feeds_not_modified) == (0, 1)
+        assert pipeline.feeds()[0].next_attempt == NOW + timedelta(minutes=5) + POLL
 
 
 def test_add_articles_takes_text_only_and_optional_fields(tmp_path: Path) -> None:

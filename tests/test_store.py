@@ -444,3 +444,12 @@ def test_run_lock_that_cannot_be_created_is_a_storage_error(tmp_path: Path) -> N
     not_a_folder.write_text("x")
     with pytest.raises(StorageError, match="lock"), run_lock(not_a_folder / "clustering.db"):
         pass
+
+
+def test_times_are_stored_with_four_digit_years_and_unreadable_ones_read_as_none() -> None:
+    from clustering.store import from_text, read_time, to_text
+
+    assert to_text(datetime(999, 1, 1, tzinfo=timezone.utc)) == "0999-01-01T00:00:00Z"  # sorts before 1990
+    assert from_text("0999-01-01T00:00:00Z") == datetime(999, 1, 1, tzinfo=timezone.utc)
+    for unreadable in ("999-01-01T00:00:00Z", "2024-02-30T00:00:00Z", "yesterday", "", 1700000000, None):
+        assert read_time(unreadable) is None
