@@ -25,6 +25,13 @@ from .types import Article, ArticleInput, DuplicateLink, FeedStatus, ParsedEntry
 
 log = logging.getLogger("clustering")
 
+MAX_SOURCE_CHARS = 100
+"""Longest ``source`` an API article may name: as long as a feed name may be."""
+
+MAX_KEY_CHARS = 2048
+"""Longest ``key`` or ``url`` an API article may give (the customary URL limit); an identifier
+is refused rather than cut, since two cut ones could collide."""
+
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -301,10 +308,18 @@ class Pipeline:
 
     # --- reading ------------------------------------------------------------------------
     def stories(self, *, since: datetime | None = None, limit: int | None = None) -> list[Story]:
+        if since is not None and (not isinstance(since, datetime) or since.utcoffset() is None):
+            raise ConfigError(f"since must be a timezone-aware datetime, got {since!r}")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+            raise ConfigError(f"limit must be a positive integer, got {limit!r}")
         return self.store.stories(since=since, limit=limit)
 
     def story(self, story_id: str) -> StoryDetail:
-        found = self.store.stories(story_ids=[story_id])
+        from .parse import valid_unicode
+
+        if not isinstance(story_id, str):
+            raise NotFoundError(f"no story with id {story_id!r} (story ids are strings)")
+        found = self.store.stories(story_ids=[valid_unicode(story_id)])
         if not found:
             raise NotFoundError(f"no story with id {story_id!r}")
         story = found[0]
@@ -365,7 +380,9 @@ def _new_article(source: str, entry: ParsedEntry) -> NewArticle:
 
 
 def _as_input(value: ArticleInput | Mapping[str, Any], index: int, now: datetime) -> ArticleInput:
-    from .parse import EARLIEST_PLAUSIBLE_DATE, MAX_FUTURE_SKEW, is_plausible_date
+    """A checked ArticleInput whose strings are stored as given by parse.clean_article_text
+    (the rule feed entries follow) and parse.clean_line; a bad one is a ConfigError naming it."""
+    from .parse import EARLIEST_PLAUSIBLE_DATE, MAX_FUTURE_SKEW, clean_article_text, clean_line, is_plausible_date
 
     if isinstance(value, ArticleInput):
         article = value
@@ -381,10 +398,18 @@ def _as_input(value: ArticleInput | Mapping[str, Any], index: int, now: datetime
         field_value = getattr(article, name)
         if not (isinstance(field_value, str) or (optional and field_value is None)):
             raise ConfigError(f"article #{index}: {name} must be a string, got {type(field_value).__name__}")
-    if not article.title.strip() and not article.text.strip():
+    # API input may carry HTML like feed entries do: compare and store its plain text
+    title, text = clean_article_text(article.title, [article.text])
+    article = dataclasses.replace(article, title=title, text=text, source=clean_line(article.source),
+                                  key=clean_line(article.key) if article.key is not None else None,
+                                  url=clean_line(article.url) if article.url is not None else None)
+    if not article.title and not article.text:
         raise ConfigError(f"article #{index}: needs a title or a text")
-    if not article.source.strip():
+    if not article.source:
         raise ConfigError(f"article #{index}: source must not be empty")
+    for name, limit in (("source", MAX_SOURCE_CHARS), ("key", MAX_KEY_CHARS), ("url", MAX_KEY_CHARS)):
+        if len(getattr(article, name) or "") > limit:
+            raise ConfigError(f"article #{index} {article.title[:60]!r}: {name} is longer than {limit} characters")
     if article.published is not None:
         if not isinstance(article.published, datetime):
             raise ConfigError(f"article #{index}: published must be a datetime, "
@@ -400,18 +425,16 @@ def _as_input(value: ArticleInput | Mapping[str, Any], index: int, now: datetime
 
 
 def _input_article(article: ArticleInput, now: datetime) -> NewArticle:
+    """A checked and cleaned input (see _as_input) as a row to store."""
     from .parse import canonical_url
 
     published = article.published or now
     url = canonical_url(article.url) if article.url else None
-    from .parse import plain_text
-
-    # API input may carry HTML like feed entries do: compare and store its plain text
-    title, text = plain_text(article.title), plain_text(article.text)
-    digest = dedup.text_hash(title, text)
+    digest = dedup.text_hash(article.title, article.text)
     key = article.key or (f"url:{url}" if url else f"hash:{hashlib.sha1(digest.encode()).hexdigest()}")
-    return NewArticle(source=article.source, entry_key=key, title=title, summary=text, url=url, published=published.astimezone(timezone.utc),
-                      published_estimated=article.published is None, text_hash=digest)
+    return NewArticle(source=article.source, entry_key=key, title=article.title, summary=article.text, url=url,
+                      published=published.astimezone(timezone.utc), published_estimated=article.published is None,
+                      text_hash=digest)
 
 
 def _lexical_text(article: WindowArticle) -> str:

@@ -384,3 +384,18 @@ def test_utf8_without_declaration_or_content_type() -> None:
     feed = parse_bytes(rss("<item><title>Zürich – 東京</title></item>", declaration=False))
     assert feed.entries[0].title == "Zürich – 東京"
     assert feed.warning is None
+
+
+def test_clean_article_text_is_storable_plain_and_bounded() -> None:
+    title, text = parse.clean_article_text("<b>bad</b> \ud800 pair \ud83d\ude00\x00",
+                                           ["short", "a\x00b <p>longer</p> text"])
+    assert (title, text) == ("bad \ufffd pair \U0001f600", "ab longer text")
+    title.encode("utf-8")  # storable
+    long_title, long_text = parse.clean_article_text("word " * 1000, ["word " * 1000])
+    assert len(long_title) <= parse.MAX_TITLE_CHARS and len(long_text) <= MAX_SUMMARY_CHARS
+    assert parse.clean_line(" wire\x1b[0m \ud800\n desk ") == "wire[0m \ufffd desk"
+
+
+def test_feed_entry_titles_are_cut_like_api_titles() -> None:
+    (entry,) = parse_bytes(rss(f"<item><title>{'Headline ' * 300}</title><link>https://x.test/1</link></item>")).entries
+    assert len(entry.title) <= parse.MAX_TITLE_CHARS and entry.title.endswith("…")

@@ -435,6 +435,45 @@ def test_a_feed_with_an_unreadable_schedule_is_due_not_skipped_for_ever(tmp_path
         assert pipeline.feeds()[0].next_attempt == NOW + timedelta(minutes=5) + POLL
 
 
+def test_text_that_cannot_be_stored_is_cleaned_not_a_unicode_error(tmp_path: Path) -> None:
+    """Issue item 2: a lone surrogate in a title raised UnicodeEncodeError out of add_articles."""
+    with open_pipeline(tmp_path / "api.db", hashing_config(), now=Clock()) as pipeline:
+        (article_id,) = pipeline.add_articles([{
+            "title": "bad \ud800", "text": "Quake \ud83d\ude00 hits\x00 the\x1b[31m coast", "source": "wire\udfff",
+            "key": "k\ud800", "url": "https://wire.test/\ud800"}])
+        stored = pipeline.article(article_id)
+        assert (stored.title, stored.summary) == ("bad \ufffd", "Quake \U0001f600 hits the[31m coast")
+        assert (stored.source, stored.entry_key, stored.url) == ("wire\ufffd", "k\ufffd", "https://wire.test/%EF%BF%BD")
+        pipeline.add_articles(corpus())
+        assert pipeline.process().stories_total == 3
+        with pytest.raises(NotFoundError):
+            pipeline.story("s\ud800")
+        with pytest.raises(ConfigError, match="timezone-aware"):
+            pipeline.stories(since=datetime(2026, 1, 1))
+        with pytest.raises(ConfigError, match="positive integer"):
+            pipeline.stories(limit=0)
+
+
+def test_one_size_rule_for_feed_entries_and_api_articles(tmp_path: Path) -> None:
+    """Issue item 3: API titles and texts were stored at any size (10 MB), feed entries cut at 2,000."""
+    from clustering import parse
+
+    title, text = "Harbour " * 200, "The quake shook the harbour town. " * 500  # 1,600 and 17,000 characters
+    (entry,) = parse.parse_feed(rss([("g1", title, text, NOW)]), feed_url="https://feed.test/",
+                                fetched_at=NOW).entries
+    with open_pipeline(tmp_path / "api.db", hashing_config(), now=Clock()) as pipeline:
+        first, huge = pipeline.add_articles([{"title": title, "text": text, "source": "wire", "published": NOW},
+                                             {"title": "x" * 10_000_000, "text": "y " * 5_000_000, "source": "big"}])
+        api, big = pipeline.article(first), pipeline.article(huge)
+        assert len(big.summary) <= parse.MAX_SUMMARY_CHARS and len(big.title) <= parse.MAX_SUMMARY_CHARS
+        assert (api.title, api.summary) == (entry.title, entry.summary)
+        assert len(api.summary) <= parse.MAX_SUMMARY_CHARS and api.summary.endswith("…")
+        assert len(big.title) == parse.MAX_TITLE_CHARS  # one giant word is cut inside
+        assert parse.MAX_TITLE_CHARS - 8 < len(api.title) <= parse.MAX_TITLE_CHARS and api.title.endswith("…")
+        with pytest.raises(ConfigError, match=r"article #0 'A': key is longer than 2048 characters"):
+            pipeline.add_articles([{"title": "A", "key": "k" * 5000}])
+
+
 def test_add_articles_takes_text_only_and_optional_fields(tmp_path: Path) -> None:
     with open_pipeline(":memory:", hashing_config(), now=Clock()) as pipeline:
         ids = pipeline.add_articles([{"text": "A body without a headline about the harbour."},
