@@ -9,6 +9,7 @@ stories.py), so a key documented there is a key accepted here.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import math
 import re
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from typing import Any
 
 from .dedup import DedupParams
 from .embed import DEFAULT_MODEL
-from .errors import ConfigError
+from .errors import ConfigError, quote_value
 from .stories import StoryParams
 
 DEFAULT_DATABASE = "clustering.db"
@@ -30,6 +31,36 @@ DEFAULT_POLL_INTERVAL_MINUTES = 15.0
 """Minimum minutes between two fetches of one feed (a feed may set its own)."""
 
 _FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,99}$")
+
+MAX_CONFIG_VALUES = 100_000
+"""Most values (scalars, lists and mappings, counted after YAML aliases are expanded) a
+config file may hold.  A feeds.yaml of 5,000 feeds holds about 40,000; nine nested aliases
+of nine items each ("billion laughs") hold 387 million in a few hundred bytes, and every
+later step that walks or prints them would take minutes and gigabytes."""
+
+
+def describe(value: object) -> str:
+    """What a YAML value is, in the words of someone writing feeds.yaml (never a Python
+    class name such as ``CommentedSeq``), with the value quoted short."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{'true' if value else 'false'} (a yes/no value)"
+    if isinstance(value, (int, float)):
+        return f"the number {quote_value(value)}"
+    if isinstance(value, str):
+        return f"the text {quote_value(value)}"
+    if isinstance(value, Mapping):
+        return f"a mapping {quote_value(value)}"
+    if isinstance(value, (list, tuple)):
+        return f"a list {quote_value(value)}"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return f"the date {value.isoformat()}"
+    return f"a value {quote_value(value)}"
+
+
+_EXPECTED = {str: "text", float: "a number", int: "a whole number", bool: "true or false"}
+"""The kinds a key may expect, named for feeds.yaml's writers."""
 
 
 @dataclass(frozen=True)
@@ -93,14 +124,16 @@ class _Reader:
         if node is None:
             return {}
         if not isinstance(node, Mapping):
-            raise self.error(f"expected a mapping, got {type(node).__name__}", key, parent, name)
+            raise self.error(f"expected a mapping (indented key: value lines), got {describe(node)}", key, parent,
+                             name)
         return node
 
     def check_keys(self, node: Mapping[str, Any], allowed: set[str], key: str) -> None:
         for name in node:
             if name not in allowed:
                 known = ", ".join(sorted(allowed))
-                raise self.error(f"unknown key (known keys: {known})", f"{key}.{name}" if key else str(name),
+                shown = name if isinstance(name, str) else quote_value(name)
+                raise self.error(f"unknown key (known keys: {known})", f"{key}.{shown}" if key else shown,
                                  node, name)
 
     def value(self, node: Mapping[str, Any], name: str, kind: type | tuple[type, ...], key: str,
@@ -111,15 +144,18 @@ class _Reader:
         full = f"{key}.{name}" if key else name
         if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
             raw = float(raw)
-        if kind is int and isinstance(raw, bool):
-            raise self.error("expected an integer, got a boolean", full, node, name)
-        if not isinstance(raw, kind):
-            want = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            raise self.error(f"expected {want}, got {type(raw).__name__} {raw!r}", full, node, name)
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(raw, kinds) or (isinstance(raw, bool) and bool not in kinds):
+            want = " or ".join(_EXPECTED.get(k, k.__name__) for k in kinds)
+            hint = ""
+            if str in kinds and isinstance(raw, (int, float, datetime.date)):  # YAML read `500` as a number
+                shown = raw.isoformat() if isinstance(raw, datetime.date) else quote_value(raw)
+                hint = f' (to mean the text, put it in quotes: "{shown}")'
+            raise self.error(f"expected {want}, got {describe(raw)}{hint}", full, node, name)
         if isinstance(raw, float) and not math.isfinite(raw):
-            raise self.error(f"must be a finite number, got {raw!r}", full, node, name)
+            raise self.error(f"must be a finite number, got {quote_value(raw)}", full, node, name)
         if isinstance(raw, (int, float)) and not isinstance(raw, bool) and raw < 0:
-            raise self.error(f"must not be negative, got {raw!r}", full, node, name)
+            raise self.error(f"must not be negative, got {quote_value(raw)}", full, node, name)
         return str(raw) if kind is str else raw
 
     def params(self, node: Any, cls: type, key: str, parent: Any) -> Any:
@@ -154,12 +190,13 @@ def parse_config(document: Any, *, path: str = "<config>", base_dir: Path | None
     fetch = FetchSettings(
         timeout_seconds=reader.value(fetch_node, "timeout_seconds", float, "settings.fetch", 20.0),
         max_bytes=reader.value(fetch_node, "max_bytes", int, "settings.fetch", 10_000_000),
-        max_concurrency=max(1, reader.value(fetch_node, "max_concurrency", int, "settings.fetch", 8)),
+        max_concurrency=reader.value(fetch_node, "max_concurrency", int, "settings.fetch", 8),
         user_agent=reader.value(fetch_node, "user_agent", str, "settings.fetch", None),
     )
-    if fetch.timeout_seconds <= 0:
-        raise reader.error("must be greater than 0", "settings.fetch.timeout_seconds", fetch_node,
-                           "timeout_seconds")
+    for name in ("timeout_seconds", "max_bytes", "max_concurrency"):
+        if getattr(fetch, name) <= 0:
+            raise reader.error(f"must be greater than 0, got {getattr(fetch, name)!r}", f"settings.fetch.{name}",
+                               fetch_node, name)
     window_days = reader.value(settings, "window_days", float, "settings", DEFAULT_WINDOW_DAYS)
     if window_days <= 0:
         raise reader.error("must be greater than 0", "settings.window_days", settings, "window_days")
@@ -185,13 +222,14 @@ def _parse_feeds(reader: _Reader, root: Mapping[str, Any]) -> tuple[FeedConfig, 
     if node is None:
         return ()
     if not isinstance(node, list):
-        raise reader.error(f"expected a list of feeds, got {type(node).__name__}", "feeds", root, "feeds")
+        raise reader.error(f"expected a list of feeds (lines starting with '- '), got {describe(node)}", "feeds",
+                           root, "feeds")
     feeds: list[FeedConfig] = []
     seen: dict[str, int] = {}
     for index, item in enumerate(node):
         key = f"feeds[{index}]"
         if not isinstance(item, Mapping):
-            raise ConfigError(f"expected a mapping with name and url, got {item!r}", path=reader.path,
+            raise ConfigError(f"expected a mapping with name and url, got {describe(item)}", path=reader.path,
                               key=key, line=_line(node) if _line(item) is None else _line(item))
         reader.check_keys(item, {"name", "url", "tags", "language", "poll_interval_minutes", "enabled"}, key)
         for required in ("name", "url"):
@@ -200,7 +238,8 @@ def _parse_feeds(reader: _Reader, root: Mapping[str, Any]) -> tuple[FeedConfig, 
                                   key=f"{key}.{required}", line=_line(item))
         name = reader.value(item, "name", str, key, None).strip()
         if not _FEED_NAME.match(name):
-            raise reader.error(f"invalid feed name {name!r} (letters, digits, space, . _ @ + -)",
+            raise reader.error(f"invalid feed name {quote_value(name)} (up to 100 letters, digits, spaces"
+                               " and . _ @ + -, starting with a letter or digit)",
                                f"{key}.name", item, "name")
         if name in seen:
             raise reader.error(f"duplicate feed name {name!r} (first used in feeds[{seen[name]}])",
@@ -210,7 +249,7 @@ def _parse_feeds(reader: _Reader, root: Mapping[str, Any]) -> tuple[FeedConfig, 
         if isinstance(tags, str):
             tags = [tags]
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-            raise reader.error("expected a list of strings", f"{key}.tags", item, "tags")
+            raise reader.error(f"expected a list of texts, got {describe(tags)}", f"{key}.tags", item, "tags")
         feeds.append(FeedConfig(
             name=name,
             url=reader.value(item, "url", str, key, None).strip(),
@@ -243,11 +282,31 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"invalid YAML: {problem}", path=str(config_path), line=line) from exc
     except YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", path=str(config_path)) from exc
+    _check_size(document, str(config_path))
     base_dir = config_path.resolve().parent
     config = parse_config(document if document is not None else {}, path=str(config_path), base_dir=base_dir)
     if not config.database.is_absolute() and str(config.database) != ":memory:":
         config = dataclasses.replace(config, database=base_dir / config.database)
     return config
+
+
+def _check_size(document: Any, path: str) -> None:
+    """Refuse a document of more than MAX_CONFIG_VALUES values, aliases expanded.  Aliases are
+    shared, not copied, when loaded; this walk stops at the limit, so it costs little even for
+    an alias bomb (or an alias that contains itself)."""
+    count = 0
+    pending = [(document, None)]
+    while pending:
+        node, parent = pending.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            line = _line(node) or _line(parent)
+            raise ConfigError(f"more than {MAX_CONFIG_VALUES:,} values once YAML aliases (*name) are expanded; "
+                              "write the values out instead", path=path, line=line)
+        if isinstance(node, Mapping):
+            pending.extend((child, node) for pair in node.items() for child in pair)
+        elif isinstance(node, (list, tuple)):
+            pending.extend((child, node) for child in node)
 
 
 def sample_config_path() -> Path:

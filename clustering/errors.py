@@ -24,6 +24,9 @@ QUOTE_LIMIT = 80
 Enough to recognise a URL, a name or a mistyped number; a message never repeats a whole
 document (an alias-expanded YAML value once printed 351 MB)."""
 
+MESSAGE_LIMIT = 2000
+"""Longest ConfigError message: the last guard, should a message quote a value by other means."""
+
 _MAX_QUOTE_DEPTH = 4
 """Nesting levels shown when quoting a list or mapping; deeper ones read as "...". """
 
@@ -84,9 +87,10 @@ class ConfigError(ClusteringError, ValueError):
         if path:
             where.append(path if line is None else f"{path}:{line}")
         if key:
-            where.append(f"key {key!r}")
+            where.append(f"key {quote_value(key, 2 * QUOTE_LIMIT)}")
         prefix = ", ".join(where)
-        super().__init__(f"{prefix}: {message}" if prefix else message)
+        text = f"{prefix}: {message}" if prefix else message
+        super().__init__(text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…")
 
 
 class FeedError(ClusteringError):

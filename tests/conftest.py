@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,3 +25,16 @@ def shared_dir() -> Path:
             pytrace=False,
         )
     return SHARED_DIR
+
+
+def _alias_bomb(levels: int) -> str:
+    """A feeds.yaml whose feeds[0].language nests ``levels`` aliases of nine items each
+    (9**levels values in a few hundred bytes: "billion laughs")."""
+    anchors = ["&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    anchors += [f"&a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, levels)]
+    return f"feeds:\n  - name: x\n    url: https://a.example/\n    language: [{', '.join(anchors)}]\n"
+
+
+@pytest.fixture
+def alias_bomb() -> Callable[[int], str]:
+    return _alias_bomb

@@ -9,7 +9,7 @@ import re
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 from pathlib import Path
@@ -207,10 +207,10 @@ def test_a_reader_that_leaves_early_is_not_an_error(workspace: tuple[Path, dict[
 @pytest.mark.parametrize(("text", "line", "key", "reason"), [
     ("settings:\n  model: hashing\n  window_days: 3: 4\nfeeds: []\n", 3, None, "invalid YAML"),
     ("settings:\n  model: hashing\n  windw_days: 3\n", 3, "settings.windw_days", "unknown key"),
-    ("settings:\n  model: hashing\n  window_days: soon\n", 3, "settings.window_days", "expected float"),
+    ("settings:\n  model: hashing\n  window_days: soon\n", 3, "settings.window_days", "expected a number"),
     ("feeds:\n  - name: wire\n    url: wire.xml\n  - name: gazette\n    tags: [local]\n", 4, "feeds[1].url",
      "missing required key"),
-    ("settings:\n  fetch:\n    timeout_seconds: [1]\n", 3, "settings.fetch.timeout_seconds", "expected float"),
+    ("settings:\n  fetch:\n    timeout_seconds: [1]\n", 3, "settings.fetch.timeout_seconds", "expected a number"),
 ])
 def test_malformed_config_names_file_key_and_line(tmp_path: Path, text: str, line: int, key: str | None,
                                                    reason: str) -> None:
@@ -224,6 +224,15 @@ def test_malformed_config_names_file_key_and_line(tmp_path: Path, text: str, lin
         assert f"'{key}'" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "news.db").exists() and not (tmp_path / "clustering.db").exists()
+
+
+def test_an_alias_bomb_gets_one_short_line(tmp_path: Path, alias_bomb: Callable[[int], str]) -> None:
+    """Issue item 4: a 364-byte feeds.yaml made `clustering feeds` print 351 MB to stderr."""
+    (tmp_path / "feeds.yaml").write_text(alias_bomb(7), encoding="utf-8")
+    result = clustering("feeds", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == ("clustering: error: feeds.yaml:4: more than 100,000 values once YAML aliases (*name) "
+                             "are expanded; write the values out instead\n")
 
 
 def test_missing_config_exits_1_with_a_hint(tmp_path: Path) -> None:

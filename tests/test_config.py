@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -238,25 +239,30 @@ def test_unknown_keys(tmp_path: Path, text: str, key: str, needle: str) -> None:
 
 
 @pytest.mark.parametrize(("text", "key", "needle", "message"), [
-    ("settings:\n  window_days: three\n", "settings.window_days", "window_days", "expected float"),
-    ("settings:\n  database: 12\n", "settings.database", "database", "expected str"),
-    ("settings:\n  fetch:\n    max_bytes: 1.5\n", "settings.fetch.max_bytes", "max_bytes", "expected int"),
-    ("settings:\n  fetch:\n    user_agent: [a]\n", "settings.fetch.user_agent", "user_agent", "expected str"),
+    ("settings:\n  window_days: three\n", "settings.window_days", "window_days",
+     "expected a number, got the text 'three'"),
+    ("settings:\n  database: 12\n", "settings.database", "database",
+     'expected text, got the number 12 (to mean the text, put it in quotes: "12")'),
+    ("settings:\n  fetch:\n    max_bytes: 1.5\n", "settings.fetch.max_bytes", "max_bytes",
+     "expected a whole number, got the number 1.5"),
+    ("settings:\n  fetch:\n    user_agent: [a]\n", "settings.fetch.user_agent", "user_agent",
+     "expected text, got a list ['a']"),
     ("settings:\n  dedup:\n    near_threshold: high\n", "settings.dedup.near_threshold", "near_threshold",
-     "expected float"),
+     "expected a number"),
     ("settings:\n  stories:\n    min_cluster_size: true\n", "settings.stories.min_cluster_size",
-     "min_cluster_size", "boolean"),
-    ("settings:\n  stories:\n    keywords: 2.5\n", "settings.stories.keywords", "keywords", "expected int"),
-    ("settings:\n  dedup: [1, 2]\n", "settings.dedup", "dedup", "expected a mapping"),
+     "min_cluster_size", "expected a whole number, got true (a yes/no value)"),
+    ("settings:\n  stories:\n    keywords: 2.5\n", "settings.stories.keywords", "keywords", "expected a whole number"),
+    ("settings:\n  dedup: [1, 2]\n", "settings.dedup", "dedup",
+     "expected a mapping (indented key: value lines), got a list [1, 2]"),
     ("settings:\n  fetch: fast\n", "settings.fetch", "fetch", "expected a mapping"),
     ("settings: [1]\n", "settings", "settings", "expected a mapping"),
     ("feeds:\n  name: a\n", "feeds", "feeds", "expected a list"),
     ("feeds:\n  - name: a\n    url: https://a.example/\n    enabled: 'no'\n", "feeds[0].enabled", "enabled",
-     "expected bool"),
+     "expected true or false, got the text 'no'"),
     ("feeds:\n  - name: a\n    url: https://a.example/\n    tags: [1, 2]\n", "feeds[0].tags", "tags",
-     "list of strings"),
+     "expected a list of texts, got a list [1, 2]"),
     ("feeds:\n  - name: a\n    url: https://a.example/\n    poll_interval_minutes: often\n",
-     "feeds[0].poll_interval_minutes", "poll_interval_minutes", "expected float"),
+     "feeds[0].poll_interval_minutes", "poll_interval_minutes", "expected a number"),
 ])
 def test_wrong_types(tmp_path: Path, text: str, key: str, needle: str, message: str) -> None:
     error = config_error(tmp_path, text)
@@ -355,6 +361,49 @@ def test_bad_feed_name(tmp_path: Path, name: str) -> None:
     error = config_error(tmp_path, text)
     assert "invalid feed name" in str(error)
     assert error.key == "feeds[0].name" and error.line == 2
+
+
+def test_alias_bomb_is_refused_with_file_and_line(tmp_path: Path, alias_bomb: Callable[[int], str]) -> None:
+    """Issue item 4: a few hundred bytes of aliases made `clustering feeds` print 351 MB."""
+    text = alias_bomb(9)  # 387 million values
+    assert len(text) < 600
+    error = config_error(tmp_path, text)
+    assert "more than 100,000 values once YAML aliases" in str(error) and error.line == 4
+    assert len(str(error)) < len(str(tmp_path)) + 200
+
+
+def test_a_long_value_is_quoted_short(tmp_path: Path, alias_bomb: Callable[[int], str]) -> None:
+    error = config_error(tmp_path, alias_bomb(5))  # 66,000 values: allowed in size, not as a language
+    assert error.key == "feeds[0].language"
+    assert str(error).startswith(f"{tmp_path / 'feeds.yaml'}:4, key 'feeds[0].language': expected text, got a list")
+    quoted = str(error).partition("got a list ")[2]
+    assert len(quoted) == 80 and quoted.endswith("…")
+    error = config_error(tmp_path, f"feeds:\n  - name: {'n' * 5000}\n    url: https://a.example/\n")
+    assert "invalid feed name 'nnnn" in str(error) and len(str(error)) < len(str(tmp_path)) + 300
+
+
+def test_aliases_of_ordinary_size_still_work(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "feeds:\n  - name: a\n    url: https://a.example/\n    tags: &t [x, y]\n"
+                                         "  - name: b\n    url: https://b.example/\n    tags: *t\n"))
+    assert [f.tags for f in config.feeds] == [("x", "y"), ("x", "y")]
+
+
+@pytest.mark.parametrize(("text", "key", "message"), [
+    # issue item 11: "expected str, got int"; "got CommentedSeq"; max_concurrency 0 became 1
+    ("feeds:\n  - name: 500\n    url: https://a.example/\n", "feeds[0].name",
+     'expected text, got the number 500 (to mean the text, put it in quotes: "500")'),
+    ("feeds:\n  - name: [a, b]\n    url: https://a.example/\n", "feeds[0].name",
+     "expected text, got a list ['a', 'b']"),
+    ("feeds:\n  - name: {a: 1}\n    url: https://a.example/\n", "feeds[0].name",
+     "expected text, got a mapping {'a': 1}"),
+    ("settings:\n  fetch:\n    max_concurrency: 0\n", "settings.fetch.max_concurrency",
+     "must be greater than 0, got 0"),
+    ("settings:\n  fetch:\n    max_bytes: 0\n", "settings.fetch.max_bytes", "must be greater than 0, got 0"),
+])
+def test_messages_speak_yaml_not_python(tmp_path: Path, text: str, key: str, message: str) -> None:
+    error = config_error(tmp_path, text)
+    assert error.key == key and message in str(error)
+    assert not re.search(r"Commented|\b(str|int|float|bool|dict|NoneType)\b", str(error))
 
 
 # --- the feeds.yaml shipped at the repository root --------------------------------------------------
