@@ -595,7 +595,8 @@ def run_lock(database: str | Path, *, wait_seconds: float = 0.0) -> Iterator[Non
 
     Overlapping cron runs: the second waits up to ``wait_seconds`` and then raises
     LockedError; the OS releases the lock if the holder dies, so a crash never leaves
-    a stale lock behind.
+    a stale lock behind.  The lock sits beside the database's resolved path, so two
+    names of one file (a symbolic link, ``./`` or ``..`` in the path) share one lock.
     """
     import fcntl
     import time
@@ -603,7 +604,7 @@ def run_lock(database: str | Path, *, wait_seconds: float = 0.0) -> Iterator[Non
     if str(database) == ":memory:":
         yield
         return
-    lock_path = Path(f"{database}.lock")
+    lock_path = Path(f"{os.path.realpath(database)}.lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the run

@@ -285,6 +285,18 @@ def test_a_stored_time_the_run_cannot_read_is_repaired_not_fatal(tmp_path: Path)
         assert raw.execute("SELECT processed, published_estimated FROM articles WHERE id = 2").fetchone() == (1, 1)
 
 
+def test_a_run_through_a_symbolic_link_waits_for_the_run_on_the_file(tmp_path: Path) -> None:
+    """Issue item 5: with `ln -s a.db b.db`, runs on --db a.db and --db b.db overlapped."""
+    (tmp_path / "rates.xml").write_text(feed_xml("rates", [5, 6, 7]), encoding="utf-8")
+    write_config(tmp_path, [("rates-desk", "rates.xml")])
+    (tmp_path / "b.db").symlink_to("a.db")
+    with run_lock(tmp_path / "a.db"):
+        through_link = clustering("run", "--config", "feeds.yaml", "--db", "b.db", "--force", "--json", cwd=tmp_path)
+    assert through_link.returncode == 0, through_link.stderr
+    assert json.loads(through_link.stdout)["skipped"] is True
+    assert not (tmp_path / "b.db.lock").exists()
+
+
 def test_run_summary_mentions_waiting_and_moved_articles_only_when_there_are_some() -> None:
     from clustering.report import run_summary
     from clustering.types import RunReport

@@ -453,3 +453,17 @@ def test_times_are_stored_with_four_digit_years_and_unreadable_ones_read_as_none
     assert from_text("0999-01-01T00:00:00Z") == datetime(999, 1, 1, tzinfo=timezone.utc)
     for unreadable in ("999-01-01T00:00:00Z", "2024-02-30T00:00:00Z", "yesterday", "", 1700000000, None):
         assert read_time(unreadable) is None
+
+
+def test_run_lock_follows_symbolic_links_to_the_database(tmp_path: Path) -> None:
+    """Issue item 5: `ln -s a.db b.db`, then runs on a.db and b.db both ran."""
+    (tmp_path / "real").mkdir()
+    Store(tmp_path / "real" / "a.db").close()
+    (tmp_path / "b.db").symlink_to(tmp_path / "real" / "a.db")
+    (tmp_path / "linked").symlink_to(tmp_path / "real", target_is_directory=True)
+    with run_lock(tmp_path / "real" / "a.db"):
+        for other_name in (tmp_path / "b.db", tmp_path / "linked" / "a.db", tmp_path / "real" / ".." / "real" / "a.db"):
+            with pytest.raises(LockedError, match=r"real/a\.db\.lock"), run_lock(other_name):
+                pass
+    with run_lock(tmp_path / "b.db"), pytest.raises(LockedError), run_lock(tmp_path / "real" / "a.db"):
+        pass  # and the other way round
