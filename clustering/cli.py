@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -45,14 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="fetch due feeds, store new articles, dedup and cluster them")
     _add_source_options(run)
     run.add_argument("--force", action="store_true", help="fetch every feed now, ignoring poll intervals/backoff")
-    run.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+    run.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS",
                      help="if another run holds the lock, wait this long (default: exit at once)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
 
     stories = commands.add_parser("stories", help="list stories, most recently active first")
     _add_source_options(stories)
     stories.add_argument("--since", metavar="WHEN", help="only stories seen since: 6h, 2d, 90m or an ISO date")
-    stories.add_argument("--limit", type=int, default=None, metavar="N", help="at most N stories")
+    stories.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="at most N stories")
     stories.add_argument("--json", action="store_true", help="print one JSON array")
     stories.add_argument("--html", metavar="FILE", help="also write an HTML page of the stories to FILE")
 
@@ -83,17 +84,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _number_type(kind: type[int] | type[float], minimum: int, expected: str) -> Callable[[str], float]:
+    """An argparse type: a finite number of ``kind``, at least ``minimum`` (``--wait nan``
+    and ``--wait inf`` would never end)."""
+    def convert(value: str) -> float:
+        try:
+            number = kind(value)
+        except ValueError:
+            number = math.nan
+        if (isinstance(number, float) and not math.isfinite(number)) or number < minimum:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return number
+    return convert
+
+
+_seconds = _number_type(float, 0, "a finite number of seconds, 0 or more")
+_positive_int = _number_type(int, 1, "a whole number, 1 or more")
+
+
 def parse_since(value: str, now: datetime) -> datetime:
+    """``--since``: a duration back from ``now`` (6h, 2d, 90m, 1w) or an ISO date; UTC."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*", value)
-    if match:
-        amount = float(match.group(1))
-        unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
-        return now - timedelta(**{unit: amount})
     try:
+        if match:
+            amount = float(match.group(1))
+            unit = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}[match.group(2)]
+            return now - timedelta(**{unit: amount})
         moment = datetime.fromisoformat(value.strip())
+        return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    except OverflowError:
+        raise ConfigError(f"--since {value[:40]!r}: reaches outside the calendar (years 1 to 9999)") from None
     except ValueError:
-        raise ConfigError(f"--since {value!r}: expected a duration like 6h, 2d, 90m or an ISO date") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+        raise ConfigError(f"--since {value[:40]!r}: expected a duration like 6h, 2d, 90m or an ISO date") from None
 
 
 def _open(args: argparse.Namespace, **options: Any):  # noqa: ANN202 - returns a Pipeline
@@ -143,8 +165,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_stories(args: argparse.Namespace) -> int:
     from .report import stories_html, stories_table, story_dict
 
-    if args.limit is not None and args.limit < 1:
-        raise ConfigError("--limit must be at least 1")
     now = datetime.now(timezone.utc)
     since = parse_since(args.since, now) if args.since else None
     with _open(args) as pipeline:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
@@ -69,6 +70,8 @@ class Pipeline:
         self._embedder = embedder
         self._now = now
         self._http_client = http_client
+        if not isinstance(lock_wait_seconds, (int, float)) or not 0 <= lock_wait_seconds < math.inf:
+            raise ConfigError(f"lock_wait_seconds must be a finite number, 0 or more, got {lock_wait_seconds!r}")
         self.lock_wait_seconds = lock_wait_seconds
         self.store = Store(config.database)
 

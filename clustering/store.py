@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import LockedError, NotFoundError, StorageError, quote_value
+from .errors import ConfigError, LockedError, NotFoundError, StorageError, quote_value
 from .types import Article, DuplicateLink, FeedStatus, Story
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
+SQLITE_MAX_INTEGER = 2**63 - 1
+"""The largest integer SQLite binds (a larger --limit means no limit)."""
 BUSY_TIMEOUT_MS = 30_000
 """How long a statement waits for another connection's write lock before failing."""
 
@@ -546,7 +549,7 @@ class Store:
         sql += " ORDER BY last DESC, size DESC, s.id"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(int(limit))
+            params.append(min(int(limit), SQLITE_MAX_INTEGER))
         result = []
         for r in self._query(sql, params):
             ids = tuple(sorted(int(x) for x in r["ids"].split(","))) if r["ids"] else ()
@@ -601,6 +604,8 @@ def run_lock(database: str | Path, *, wait_seconds: float = 0.0) -> Iterator[Non
     import fcntl
     import time
 
+    if not isinstance(wait_seconds, (int, float)) or not math.isfinite(wait_seconds) or wait_seconds < 0:
+        raise ConfigError(f"lock wait must be a finite number of seconds, 0 or more, got {wait_seconds!r}")
     if str(database) == ":memory:":
         yield
         return
@@ -610,7 +615,7 @@ def run_lock(database: str | Path, *, wait_seconds: float = 0.0) -> Iterator[Non
         handle = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the run
     except OSError as exc:
         raise StorageError(f"cannot open the run lock {lock_path}: {exc}") from exc
-    deadline = time.monotonic() + max(wait_seconds, 0.0)
+    deadline = time.monotonic() + wait_seconds
     try:
         while True:
             try:

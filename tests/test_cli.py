@@ -297,6 +297,41 @@ def test_a_run_through_a_symbolic_link_waits_for_the_run_on_the_file(tmp_path: P
     assert not (tmp_path / "b.db.lock").exists()
 
 
+@pytest.mark.parametrize("wait", ["nan", "inf", "-1", "soon"])
+def test_wait_must_be_a_finite_number_of_seconds(tmp_path: Path, wait: str) -> None:
+    """Issue item 6: `--wait nan` and `--wait inf` never returned while another run held the lock."""
+    (tmp_path / "rates.xml").write_text(feed_xml("rates", [5, 6, 7]), encoding="utf-8")
+    write_config(tmp_path, [("rates-desk", "rates.xml")])
+    with run_lock(tmp_path / "news.db"):
+        result = subprocess.run([sys.executable, "-m", "clustering", "run", "--config", "feeds.yaml", "--wait", wait],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "argument --wait: expected a" in result.stderr and repr(wait) in result.stderr
+
+
+@pytest.mark.parametrize(("since", "message"), [
+    ("99999999d", "--since '99999999d': reaches outside the calendar"),
+    ("9" * 400 + "w", "reaches outside the calendar"),
+    ("0001-01-01T00:00:00+05:00", "reaches outside the calendar"),
+    ("yesterday", "expected a duration like 6h"),
+])
+def test_since_out_of_range_is_an_error_not_a_traceback(workspace: tuple[Path, dict[str, Any]], since: str,
+                                                         message: str) -> None:
+    """Issue item 6: `clustering stories --since 99999999d` printed an OverflowError traceback."""
+    folder, _ = workspace
+    result = clustering("stories", "--config", "feeds.yaml", "--since", since, cwd=folder)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("clustering: error: ") and message in result.stderr
+
+
+def test_a_huge_limit_means_no_limit(workspace: tuple[Path, dict[str, Any]]) -> None:
+    folder, _ = workspace
+    result = clustering("stories", "--config", "feeds.yaml", "--json", "--limit", "9" * 400, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)) == 2
+    assert clustering("stories", "--config", "feeds.yaml", "--limit", "0", cwd=folder).returncode == 2
+
+
 def test_run_summary_mentions_waiting_and_moved_articles_only_when_there_are_some() -> None:
     from clustering.report import run_summary
     from clustering.types import RunReport

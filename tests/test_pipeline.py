@@ -634,6 +634,14 @@ def test_run_lock_held_elsewhere_raises_locked_error(tmp_path: Path) -> None:
         assert pipeline.run().new_articles == 8
 
 
+@pytest.mark.parametrize("wait", [float("nan"), float("inf"), -1.0, "5"])
+def test_lock_wait_must_be_a_finite_number_of_seconds(tmp_path: Path, wait: Any) -> None:
+    with pytest.raises(ConfigError, match="finite number"):
+        open_pipeline(tmp_path / "news.db", hashing_config(), lock_wait_seconds=wait)
+    with pytest.raises(ConfigError, match="finite number"), run_lock(tmp_path / "news.db", wait_seconds=wait):
+        pass
+
+
 def test_run_waits_for_the_lock_when_asked(tmp_path: Path) -> None:
     database = tmp_path / "news.db"
     holding = threading.Event()
