@@ -167,7 +167,7 @@ def cmd_stories(args: argparse.Namespace) -> int:
 
     now = datetime.now(timezone.utc)
     since = parse_since(args.since, now) if args.since else None
-    with _open(args) as pipeline:
+    with _open(args, read_only=True) as pipeline:
         found = pipeline.stories(since=since, limit=args.limit)
         if args.html:
             details = [pipeline.story(s.id) for s in found]
@@ -186,7 +186,7 @@ def cmd_stories(args: argparse.Namespace) -> int:
 def cmd_story(args: argparse.Namespace) -> int:
     from .report import story_detail_dict, story_text
 
-    with _open(args) as pipeline:
+    with _open(args, read_only=True) as pipeline:
         detail = pipeline.story(args.story_id)
         copies = pipeline.store.articles([link.article_id for link in detail.duplicates])
     if args.json:
@@ -199,7 +199,7 @@ def cmd_story(args: argparse.Namespace) -> int:
 def cmd_feeds(args: argparse.Namespace) -> int:
     from .report import feed_dict, feeds_table
 
-    with _open(args) as pipeline:
+    with _open(args, read_only=True) as pipeline:
         statuses = pipeline.feeds()
     if args.json:
         _print_json([feed_dict(s) for s in statuses])

@@ -20,7 +20,7 @@ from typing import Any
 from . import dedup, stories
 from .config import Config, FeedConfig, load_config
 from .embed import Embedder, article_text, make_embedder
-from .errors import ConfigError, EmbeddingError, FeedError, NotFoundError
+from .errors import ConfigError, EmbeddingError, FeedError, NotFoundError, StorageError
 from .store import NewArticle, Store, WindowArticle, run_lock
 from .types import Article, ArticleInput, DuplicateLink, FeedStatus, ParsedEntry, RunReport, Story, StoryDetail
 
@@ -65,7 +65,9 @@ class Pipeline:
 
     def __init__(self, config: Config, *, embedder: Embedder | None = None,
                  now: Callable[[], datetime] = utc_now, http_client: Any = None,
-                 lock_wait_seconds: float = 0.0) -> None:
+                 lock_wait_seconds: float = 0.0, read_only: bool = False) -> None:
+        """``read_only=True`` opens the database for reading only (stories, story, feeds):
+        nothing is created, migrated or written, and it works on read-only storage."""
         self.config = config
         self._embedder = embedder
         self._now = now
@@ -73,7 +75,7 @@ class Pipeline:
         if not isinstance(lock_wait_seconds, (int, float)) or not 0 <= lock_wait_seconds < math.inf:
             raise ConfigError(f"lock_wait_seconds must be a finite number, 0 or more, got {lock_wait_seconds!r}")
         self.lock_wait_seconds = lock_wait_seconds
-        self.store = Store(config.database)
+        self.store = Store(config.database, read_only=read_only)
 
     # --- lifecycle ----------------------------------------------------------------------
     def close(self) -> None:
@@ -101,6 +103,7 @@ class Pipeline:
     def run(self, *, force: bool = False) -> RunReport:
         """Fetch every due feed, store new articles, then process them."""
         started = time.monotonic()
+        self._check_writable()
         with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds):
             ingest = self._ingest(force=force)
             processed = self._process()
@@ -114,12 +117,18 @@ class Pipeline:
             moved=processed.moved, pending=processed.pending)
 
     def ingest(self, *, force: bool = False) -> IngestReport:
+        self._check_writable()
         with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds):
             return self._ingest(force=force)
 
     def process(self) -> ProcessReport:
+        self._check_writable()
         with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds):
             return self._process()
+
+    def _check_writable(self) -> None:
+        if self.store.read_only:
+            raise StorageError(f"database {self.store.path} was opened read-only (read_only=True)")
 
     def _ingest(self, *, force: bool) -> IngestReport:
         from .fetch import FetchRequest, fetch_feeds, next_attempt_delay
@@ -197,6 +206,7 @@ class Pipeline:
     # --- bring your own articles --------------------------------------------------------
     def add_articles(self, articles: Iterable[ArticleInput | Mapping[str, Any]]) -> list[int]:
         """Store articles given by the caller; returns the ids of those not stored before."""
+        self._check_writable()
         now = self._now()
         rows = [_input_article(_as_input(a, i, now), now) for i, a in enumerate(articles)]
         with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds), self.store.transaction():

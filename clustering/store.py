@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from .errors import ConfigError, LockedError, NotFoundError, StorageError, quote_value
 from .types import Article, DuplicateLink, FeedStatus, Story
@@ -174,22 +175,34 @@ class WindowArticle:
 
 
 class Store:
-    """A connection to one clustering database."""
+    """A connection to one clustering database.
 
-    def __init__(self, path: str | Path) -> None:
+    ``read_only=True`` (the reading commands) never writes and never creates anything: a
+    database that does not exist is a StorageError saying so, and one on read-only storage
+    is still read (see :meth:`_connect_read_only`).
+    """
+
+    def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
+        self.read_only = read_only and self.path != ":memory:"
         try:
-            if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                       check_same_thread=False)
+            if self.read_only:
+                self._db = self._connect_read_only()
+            else:
+                if self.path != ":memory:":
+                    Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                           check_same_thread=False)
             self._db.row_factory = sqlite3.Row
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if self.path != ":memory:":
+            if self.path != ":memory:" and not self.read_only:
                 self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA foreign_keys = ON")
             self._db.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
+            if self.read_only:
+                self._check_readable_version()
+            else:
+                self._migrate()
         except sqlite3.Error as exc:
             self.close()
             raise StorageError(f"cannot open database {self.path}: {exc}") from exc
@@ -201,6 +214,38 @@ class Store:
             raise
 
     # --- plumbing ---------------------------------------------------------------------
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """Open with ``mode=ro``.  Reading a WAL database needs its ``-shm`` file; on read-only
+        storage where it is missing (the last writer closed cleanly and removed it) SQLite
+        cannot create it, and the file is opened ``immutable`` instead: no writer can be at
+        work in a folder nobody may write to."""
+        database = Path(self.path)
+        if not database.exists():
+            raise StorageError(f"no database at {self.path}: a `clustering run` creates it "
+                               "(reading commands never do)")
+        uri = f"file:{quote(str(database.resolve()))}?mode=ro"
+        connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                     check_same_thread=False)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return connection
+        except sqlite3.OperationalError:
+            connection.close()
+            if os.access(database.resolve().parent, os.W_OK):
+                raise
+        return sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+
+    def _check_readable_version(self) -> None:
+        """Read-only: nothing is migrated, so read what this version can read (every older
+        schema holds the columns the reading queries use) and refuse the rest."""
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StorageError(f"database {self.path} has schema version {version}, newer than this "
+                               f"clustering ({SCHEMA_VERSION}); upgrade clustering")
+        if version == 0:
+            raise StorageError(f"{self.path} is not a clustering database (a `clustering run` on an empty "
+                               "file makes it one)")
+
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:

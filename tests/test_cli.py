@@ -6,6 +6,7 @@ import json
 import os
 import random
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -330,6 +331,56 @@ def test_a_huge_limit_means_no_limit(workspace: tuple[Path, dict[str, Any]]) -> 
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)) == 2
     assert clustering("stories", "--config", "feeds.yaml", "--limit", "0", cwd=folder).returncode == 2
+
+
+@pytest.mark.parametrize("command", [["stories"], ["story", "s1"], ["feeds"], ["stories", "--html", "page.html"]])
+def test_reading_a_database_that_does_not_exist_creates_nothing(tmp_path: Path, command: list[str]) -> None:
+    """Issue item 7: reading commands created an empty database file where none was."""
+    write_config(tmp_path, [("rates-desk", "rates.xml")])
+    result = clustering(*command, "--config", "feeds.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"no database at {tmp_path / 'news.db'}: a `clustering run` creates it" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feeds.yaml"]
+
+
+def unprivileged() -> list[str]:
+    """A command prefix under which file permissions hold: nothing for an ordinary user; for
+    root, a new user namespace (``unshare -U``), where root's capabilities do not reach files."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-U", "true"], capture_output=True).returncode:
+        pytest.skip("running as root, where a read-only folder is writable, and `unshare -U` is not available")
+    return ["unshare", "-U"]
+
+
+def test_reading_commands_work_on_read_only_storage(tmp_path: Path) -> None:
+    """Issue item 7: `stories`, `feeds` and `story` could not read a database on read-only storage."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "rates.xml").write_text(feed_xml("rates", [5, 6, 7]), encoding="utf-8")
+    write_config(folder, [("rates-desk", "rates.xml")])
+    assert clustering("run", "--config", "feeds.yaml", cwd=folder).returncode == 0
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    assert "news.db-shm" not in files  # the run closed cleanly: reading needs a -shm it cannot create
+    prefix = unprivileged()
+    for path in folder.iterdir():
+        path.chmod(0o444)
+    folder.chmod(0o555)
+    try:
+        probe = subprocess.run([*prefix, "touch", str(folder / "probe")], capture_output=True)
+        if probe.returncode == 0:
+            pytest.skip("the folder stays writable after chmod 555 here")
+        results = [subprocess.run([*prefix, sys.executable, "-m", "clustering", *command, "--config", "feeds.yaml"],
+                                  cwd=folder, capture_output=True, text=True, timeout=300)
+                   for command in (["stories", "--json"], ["story", "s1"], ["feeds"])]
+    finally:
+        folder.chmod(0o755)
+    for result in results:
+        assert result.returncode == 0, result.stderr
+    assert [s["id"] for s in json.loads(results[0].stdout)] == ["s1"]
+    assert results[1].stdout.startswith("story s1: ")
+    assert "rates-desk" in results[2].stdout
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files  # nothing written, nothing created
 
 
 def test_run_summary_mentions_waiting_and_moved_articles_only_when_there_are_some() -> None:

@@ -25,7 +25,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from clustering import ConfigError, EmbeddingError, LockedError, NotFoundError, open_pipeline
+from clustering import ConfigError, EmbeddingError, LockedError, NotFoundError, StorageError, open_pipeline
 from clustering.config import Config, parse_config
 from clustering.embed import HashingEmbedder
 from clustering.fetch import BACKOFF_BASE_SECONDS
@@ -472,6 +472,21 @@ def test_one_size_rule_for_feed_entries_and_api_articles(tmp_path: Path) -> None
         assert parse.MAX_TITLE_CHARS - 8 < len(api.title) <= parse.MAX_TITLE_CHARS and api.title.endswith("…")
         with pytest.raises(ConfigError, match=r"article #0 'A': key is longer than 2048 characters"):
             pipeline.add_articles([{"title": "A", "key": "k" * 5000}])
+
+
+def test_a_read_only_pipeline_reads_and_refuses_to_write(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="no database at"):
+        open_pipeline(tmp_path / "news.db", hashing_config(), read_only=True)
+    assert not (tmp_path / "news.db").exists()
+    with open_pipeline(tmp_path / "news.db", hashing_config(), now=Clock()) as pipeline:
+        pipeline.add_articles(corpus())
+        pipeline.process()
+        written = story_members(pipeline)
+    with open_pipeline(tmp_path / "news.db", hashing_config(), now=Clock(), read_only=True) as reader:
+        assert story_members(reader) == written
+        for write in (reader.run, reader.process, lambda: reader.add_articles(corpus())):
+            with pytest.raises(StorageError, match="opened read-only"):
+                write()
 
 
 def test_add_articles_takes_text_only_and_optional_fields(tmp_path: Path) -> None:

@@ -467,3 +467,31 @@ def test_run_lock_follows_symbolic_links_to_the_database(tmp_path: Path) -> None
                 pass
     with run_lock(tmp_path / "b.db"), pytest.raises(LockedError), run_lock(tmp_path / "real" / "a.db"):
         pass  # and the other way round
+
+
+def test_read_only_store_reads_and_never_writes(db_path: Path) -> None:
+    writer = Store(db_path)
+    add(writer, article("a"))
+    writer.close()
+    before = db_path.read_bytes()
+    reader = Store(db_path, read_only=True)
+    try:
+        assert reader.article(1).entry_key == "a" and reader.read_only
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader._db.execute("CREATE TABLE probe (x INTEGER)")
+        with pytest.raises(StorageError):
+            add(reader, article("b"))
+    finally:
+        reader.close()
+    assert db_path.read_bytes() == before
+
+
+def test_read_only_store_never_creates_a_database(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such.db"
+    with pytest.raises(StorageError, match="no database at .*such.db: a `clustering run` creates it"):
+        Store(missing, read_only=True)
+    assert not (tmp_path / "no").exists()
+    (tmp_path / "empty.db").touch()
+    with pytest.raises(StorageError, match="not a clustering database"):
+        Store(tmp_path / "empty.db", read_only=True)
+    assert (tmp_path / "empty.db").read_bytes() == b""
