@@ -52,7 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     stories = commands.add_parser("stories", help="list stories, most recently active first")
     _add_source_options(stories)
-    stories.add_argument("--since", metavar="WHEN", help="only stories seen since: 6h, 2d, 90m or an ISO date")
+    stories.add_argument("--since", metavar="WHEN",
+                         help="only stories with an article published in the last WHEN (6h, 2d, 90m, 1w), counted "
+                              "back from the newest stored article as the processing window is (not from the wall "
+                              "clock: a replayed archive works), or since an ISO date (UTC unless it says)")
     stories.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="at most N stories")
     stories.add_argument("--json", action="store_true", help="print one JSON array")
     stories.add_argument("--html", metavar="FILE", help="also write an HTML page of the stories to FILE")
@@ -103,7 +106,8 @@ _positive_int = _number_type(int, 1, "a whole number, 1 or more")
 
 
 def parse_since(value: str, now: datetime) -> datetime:
-    """``--since``: a duration back from ``now`` (6h, 2d, 90m, 1w) or an ISO date; UTC."""
+    """``--since``: a duration back from ``now`` (6h, 2d, 90m, 1w) or an ISO date; UTC.
+    ``clustering stories`` passes the window's end as ``now`` (Pipeline.window_end)."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*", value)
     try:
         if match:
@@ -118,7 +122,8 @@ def parse_since(value: str, now: datetime) -> datetime:
         raise ConfigError(f"--since {value[:40]!r}: expected a duration like 6h, 2d, 90m or an ISO date") from None
 
 
-def _open(args: argparse.Namespace, **options: Any):  # noqa: ANN202 - returns a Pipeline
+def _open(args: argparse.Namespace, *, read_only: bool = False, **options: Any):  # noqa: ANN202 - a Pipeline
+    """The pipeline the arguments name.  A reading command given ``--db`` needs no feeds.yaml."""
     from .config import Config, load_config, sample_config_path
     from .core import Pipeline
 
@@ -129,13 +134,15 @@ def _open(args: argparse.Namespace, **options: Any):  # noqa: ANN202 - returns a
     else:
         path = Path(args.config or DEFAULT_CONFIG)
         if args.config is None and not path.exists():
-            raise ConfigError(f"no {DEFAULT_CONFIG} in the current directory: pass --config FILE, "
-                              "or try the offline sample with --sample")
+            if read_only and args.db:
+                return Pipeline(Config().with_database(args.db), read_only=True, **options)
+            raise ConfigError(f"no {DEFAULT_CONFIG} in the current directory: pass --config FILE"
+                              + (" or --db PATH" if read_only else "") + ", or try the offline sample with --sample")
         config = load_config(path)
         if args.db:
             config = config.with_database(args.db)
     assert isinstance(config, Config)
-    return Pipeline(config, **options)
+    return Pipeline(config, read_only=read_only, **options)
 
 
 def _print_json(value: object) -> None:
@@ -166,8 +173,8 @@ def cmd_stories(args: argparse.Namespace) -> int:
     from .report import stories_html, stories_table, story_dict
 
     now = datetime.now(timezone.utc)
-    since = parse_since(args.since, now) if args.since else None
     with _open(args, read_only=True) as pipeline:
+        since = parse_since(args.since, pipeline.window_end()) if args.since else None
         found = pipeline.stories(since=since, limit=args.limit)
         if args.html:
             details = [pipeline.story(s.id) for s in found]

@@ -280,11 +280,19 @@ class Pipeline:
                                  f"got an array of shape {vectors.shape}")
         return vectors
 
+    def window_end(self) -> datetime:
+        """Where the processing window ends: the newest stored article's publication time,
+        never later than now.  ``clustering stories --since 2d`` counts back from here too."""
+        return self._window_end(self._now())
+
+    def _window_end(self, now: datetime) -> datetime:
+        latest = self.store.latest_published() or now
+        return min(now, latest)
+
     def _window_start(self, now: datetime) -> datetime:
         """The window ends at the newest article (never after now): a replayed archive or
         the bundled sample behaves as it did live."""
-        latest = self.store.latest_published() or now
-        return min(now, latest) - timedelta(days=self.config.window_days)
+        return self._window_end(now) - timedelta(days=self.config.window_days)
 
     def _readable_window_start(self, now: datetime) -> datetime:
         """The window start, once every stored time the window reads is readable: reading a

@@ -383,6 +383,59 @@ def test_reading_commands_work_on_read_only_storage(tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == files  # nothing written, nothing created
 
 
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A database replayed from an archive of March 2026, made through the API; no feeds.yaml beside it."""
+    from clustering import open_pipeline
+    from clustering.config import parse_config
+
+    newest = datetime(2026, 3, 2, 12, tzinfo=timezone.utc)
+    folder = tmp_path_factory.mktemp("archive")
+    articles = []
+    for topic, days_back in (("quake", 0), ("rates", 2)):  # the rates story ended two days before the newest
+        for seed in range(4):
+            words = TOPICS[topic].split()
+            random.Random(seed).shuffle(words)
+            articles.append({"title": " ".join(words[:5]), "text": " ".join(words), "source": f"desk{seed}",
+                             "published": newest - timedelta(days=days_back, hours=seed)})
+    with open_pipeline(folder / "archive.db", parse_config({"settings": {"model": "hashing"}}),
+                       now=lambda: newest) as pipeline:
+        pipeline.add_articles(articles)
+        assert pipeline.process().stories_total == 2
+    return folder
+
+
+def test_reading_commands_need_no_feeds_yaml_with_db(archive: Path) -> None:
+    """Issue item 8: `clustering stories --db news.db` demanded a feeds.yaml."""
+    assert not (archive / "feeds.yaml").exists()
+    stories = clustering("stories", "--db", "archive.db", "--json", cwd=archive)
+    assert stories.returncode == 0, stories.stderr
+    assert len(json.loads(stories.stdout)) == 2
+    story_id = json.loads(stories.stdout)[0]["id"]
+    assert clustering("story", story_id, "--db", "archive.db", cwd=archive).stdout.startswith(f"story {story_id}: ")
+    assert clustering("feeds", "--db", "archive.db", cwd=archive).returncode == 0
+    run = clustering("run", "--db", "archive.db", cwd=archive)  # a run still needs its feeds
+    assert run.returncode == 1 and "no feeds.yaml in the current directory" in run.stderr
+
+
+def test_since_counts_back_from_the_newest_article_like_the_window(archive: Path) -> None:
+    """Issue item 8: `stories --since 1d` counted from the wall clock, so a replayed archive showed 0 stories."""
+    (archive / "settings").mkdir(exist_ok=True)
+    (archive / "settings" / "feeds.yaml").write_text("settings:\n  model: hashing\n  database: ../archive.db\n",
+                                                     encoding="utf-8")
+
+    def labels(since: str) -> list[int]:
+        result = clustering("stories", "--config", "settings/feeds.yaml", "--json", "--since", since, cwd=archive)
+        assert result.returncode == 0, result.stderr
+        return sorted(len(s["article_ids"]) for s in json.loads(result.stdout))
+
+    assert labels("1d") == [4]  # the quake story; the rates story ended two days before the newest article
+    assert labels("3d") == [4, 4]
+    assert labels("2026-03-01") == [4] and labels("2026-02-01T00:00:00+00:00") == [4, 4]
+    help_text = " ".join(clustering("stories", "--help", cwd=archive).stdout.split())
+    assert "counted back from the newest stored article" in help_text and "not from the wall clock" in help_text
+
+
 def test_run_summary_mentions_waiting_and_moved_articles_only_when_there_are_some() -> None:
     from clustering.report import run_summary
     from clustering.types import RunReport
