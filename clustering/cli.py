@@ -1,7 +1,8 @@
 """The command line: parse arguments, make one call into the pipeline, print.
 
 Every ClusteringError becomes a one-line message on stderr and exit status 1;
-argument errors exit 2 (argparse).  Heavy modules load only inside the commands.
+argument errors exit 2 (argparse); a run in which every feed it fetched failed exits
+EXIT_ALL_FEEDS_FAILED (3).  Heavy modules load only inside the commands.
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ DEFAULT_CONFIG = "feeds.yaml"
 SAMPLE_DATABASE = "clustering-sample.db"
 DEFAULT_EVAL_CACHE = Path.home() / ".cache" / "clustering" / "embeddings"
 
+EXIT_ALL_FEEDS_FAILED = 3
+"""Exit status of a `clustering run` in which no feed succeeded (none ok or not modified) and at
+least one failed: a total outage (network down, a broken proxy) that cron and monitoring must see.
+Feeds not due this run count neither way; a run in which only some feeds failed exits 0."""
+
+RUN_EXIT_STATUS = (f"exit status: 0 done (also when some feeds failed, or when another run holds the lock: "
+                   f"skipped); 1 error; 2 bad arguments; {EXIT_ALL_FEEDS_FAILED} every feed fetched in this run "
+                   "failed (the summary or JSON is printed all the same)")
+
 
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", metavar="FILE",
@@ -37,13 +47,16 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clustering",
-        description="Turn news feeds into a deduplicated set of stories with stable ids.")
+        description="Turn news feeds into a deduplicated set of stories with stable ids.",
+        epilog=f"exit status: 0 done; 1 error; 2 bad arguments; {EXIT_ALL_FEEDS_FAILED} `run` in which every "
+               "feed fetched failed (see `clustering run --help`)")
     parser.add_argument("--version", action="version", version=f"clustering {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeatable)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
 
-    run = commands.add_parser("run", help="fetch due feeds, store new articles, dedup and cluster them")
+    run = commands.add_parser("run", help="fetch due feeds, store new articles, dedup and cluster them",
+                              epilog=RUN_EXIT_STATUS)
     _add_source_options(run)
     run.add_argument("--force", action="store_true", help="fetch every feed now, ignoring poll intervals/backoff")
     run.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS",
@@ -166,6 +179,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_json({"skipped": False, **report.as_dict()})
     else:
         print(run_summary(report))
+    if report.feeds_failed and not report.feeds_ok + report.feeds_not_modified:
+        print(f"clustering: every feed fetched in this run failed ({report.feeds_failed}); "
+              "see `clustering feeds` for their errors", file=sys.stderr)
+        return EXIT_ALL_FEEDS_FAILED
     return 0
 
 

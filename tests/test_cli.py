@@ -436,6 +436,26 @@ def test_since_counts_back_from_the_newest_article_like_the_window(archive: Path
     assert "counted back from the newest stored article" in help_text and "not from the wall clock" in help_text
 
 
+def test_a_run_in_which_every_feed_failed_exits_3(tmp_path: Path) -> None:
+    """Issue item 10: a run in which every feed failed exited 0, so cron and monitoring could not see it."""
+    write_config(tmp_path, [("gone", "missing.xml"), ("also-gone", "nowhere.xml")])
+    outage = clustering("run", "--config", "feeds.yaml", "--json", cwd=tmp_path)
+    assert outage.returncode == 3, outage.stderr
+    report = json.loads(outage.stdout)  # the JSON is printed all the same
+    assert (report["feeds_ok"], report["feeds_failed"], sorted(report["failed_feeds"])) == (0, 2, ["also-gone", "gone"])
+    assert "every feed fetched in this run failed (2)" in outage.stderr
+    text = clustering("run", "--config", "feeds.yaml", "--force", cwd=tmp_path)
+    assert text.returncode == 3 and "2 failed" in text.stdout
+    not_due = clustering("run", "--config", "feeds.yaml", cwd=tmp_path)  # backing off: nothing fetched, nothing failed
+    assert not_due.returncode == 0 and "2 not due" in not_due.stdout
+    (tmp_path / "missing.xml").write_text(feed_xml("rates", [5, 6, 7]), encoding="utf-8")
+    partly = clustering("run", "--config", "feeds.yaml", "--force", "--json", cwd=tmp_path)
+    assert partly.returncode == 0 and json.loads(partly.stdout)["feeds_failed"] == 1  # only some failed: 0
+    for command in ([], ["run"]):
+        help_text = " ".join(clustering(*command, "--help", cwd=tmp_path).stdout.split())
+        assert "exit status: 0" in help_text and "3" in help_text and "every feed fetched" in help_text
+
+
 def test_run_summary_mentions_waiting_and_moved_articles_only_when_there_are_some() -> None:
     from clustering.report import run_summary
     from clustering.types import RunReport
