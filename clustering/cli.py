@@ -8,6 +8,7 @@ EXIT_ALL_FEEDS_FAILED (3).  Heavy modules load only inside the commands.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -31,6 +32,9 @@ EXIT_ALL_FEEDS_FAILED = 3
 least one failed: a total outage (network down, a broken proxy) that cron and monitoring must see.
 Feeds not due this run count neither way; a run in which only some feeds failed exits 0."""
 
+VERBOSE_HELP = ("log more, before or after the command: -v each stage of a run with its counts and seconds, "
+                "-vv also other libraries' messages (repeatable)")
+
 RUN_EXIT_STATUS = (f"exit status: 0 done (also when some feeds failed, or when another run holds the lock: "
                    f"skipped); 1 error; 2 bad arguments; {EXIT_ALL_FEEDS_FAILED} every feed fetched in this run "
                    "failed (the summary or JSON is printed all the same)")
@@ -51,11 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"exit status: 0 done; 1 error; 2 bad arguments; {EXIT_ALL_FEEDS_FAILED} `run` in which every "
                "feed fetched failed (see `clustering run --help`)")
     parser.add_argument("--version", action="version", version=f"clustering {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (repeatable)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=VERBOSE_HELP)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
+    # -v after the command too: `clustering run -v`; its own count, added to the one before
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument("-v", "--verbose", dest="verbose_after", action="count", default=0, help=VERBOSE_HELP)
+    add_command = functools.partial(commands.add_parser, parents=[verbosity])
 
-    run = commands.add_parser("run", help="fetch due feeds, store new articles, dedup and cluster them",
+    run = add_command("run", help="fetch due feeds, store new articles, dedup and cluster them",
                               epilog=RUN_EXIT_STATUS)
     _add_source_options(run)
     run.add_argument("--force", action="store_true", help="fetch every feed now, ignoring poll intervals/backoff")
@@ -63,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="if another run holds the lock, wait this long (default: exit at once)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
 
-    stories = commands.add_parser("stories", help="list stories, most recently active first")
+    stories = add_command("stories", help="list stories, most recently active first")
     _add_source_options(stories)
     stories.add_argument("--since", metavar="WHEN",
                          help="only stories with an article published in the last WHEN (6h, 2d, 90m, 1w), counted "
@@ -73,15 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     stories.add_argument("--json", action="store_true", help="print one JSON array")
     stories.add_argument("--html", metavar="FILE", help="also write an HTML page of the stories to FILE")
 
-    story = commands.add_parser("story", help="one story: members, sources, duplicates, scores")
+    story = add_command("story", help="one story: members, sources, duplicates, scores")
     _add_source_options(story)
     story.add_argument("story_id", metavar="ID")
     story.add_argument("--json", action="store_true", help="print one JSON object")
 
-    feeds = commands.add_parser("feeds", help="status of each feed, with its last error")
+    feeds = add_command("feeds", help="status of each feed, with its last error")
     _add_source_options(feeds)
     feeds.add_argument("--json", action="store_true", help="print one JSON array")
-    evaluate = commands.add_parser("eval", help="score dedup + stories on a labelled corpus (B-cubed, ARI, AMI)")
+    evaluate = add_command("eval", help="score dedup + stories on a labelled corpus (B-cubed, ARI, AMI)")
     evaluate.add_argument("path", metavar="PATH", help="labelled corpus: .jsonl/.json/.tsv/.csv")
     evaluate.add_argument("--text", required=True, metavar="FIELD", help="text field (column index if no header)")
     evaluate.add_argument("--label", required=True, metavar="FIELD", help="gold story/event label field")
@@ -272,14 +280,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
 COMMANDS = {"run": cmd_run, "stories": cmd_stories, "story": cmd_story, "feeds": cmd_feeds, "eval": cmd_eval}
 
 
+def configure_logging(verbosity: int) -> None:
+    """Warnings always; ``-v`` adds clustering's INFO (each stage of a run, its counts and
+    seconds); ``-vv`` clustering's DEBUG and other libraries' INFO; ``-vvv`` everything.
+    Other libraries (httpx, sentence-transformers, transformers, faiss, numba, ...) log
+    through the root logger, which stays at WARNING below ``-vv``."""
+    logging.basicConfig(level=logging.DEBUG if verbosity >= 3 else logging.INFO if verbosity == 2 else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("clustering").setLevel(
+        logging.DEBUG if verbosity >= 2 else logging.INFO if verbosity == 1 else logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING - 10 * min(args.verbose, 2),
-                        format="%(levelname)s %(name)s: %(message)s")
-    if args.verbose < 2:
-        for noisy in ("httpx", "sentence_transformers", "transformers", "huggingface_hub"):
-            logging.getLogger(noisy).setLevel(logging.ERROR)
+    configure_logging(args.verbose + args.verbose_after)
     handler = COMMANDS.get(args.command)
     try:
         assert handler is not None

@@ -456,6 +456,34 @@ def test_a_run_in_which_every_feed_failed_exits_3(tmp_path: Path) -> None:
         assert "exit status: 0" in help_text and "3" in help_text and "every feed fetched" in help_text
 
 
+def test_verbose_logs_each_stage_and_keeps_other_libraries_quiet(tmp_path: Path) -> None:
+    """Issue item 12: `clustering run -v` was an error, and -v showed only a library's loader noise."""
+    (tmp_path / "quake.xml").write_text(feed_xml("quake", [1, 2, 3, 4]), encoding="utf-8")
+    write_config(tmp_path, [("quake-desk", "quake.xml"), ("gone", "missing.xml")])
+    before = clustering("-v", "run", "--config", "feeds.yaml", cwd=tmp_path)
+    assert before.returncode == 0, before.stderr
+    lines = before.stderr.splitlines()
+    stage = r"in \d+\.\d s$"
+    for pattern in (r"fetch: 1 feeds ok, 0 not modified, 1 failed, 0 not due; 4 new articles ",
+                    r"embed: 4 articles with hashing-256 ", r"dedup: 0 links in a window of 4 articles \(4 new\) ",
+                    r"stories: 1 new, 0 updated, 0 unassigned "):
+        assert any(re.fullmatch(f"INFO clustering: {pattern}{stage}", line) for line in lines), (pattern, lines)
+    assert any(line.startswith("WARNING clustering: feed 'gone' failed") for line in lines)
+    assert all(line.startswith(("INFO clustering", "WARNING clustering")) for line in lines), lines  # no faiss.loader
+
+    after = clustering("run", "--config", "feeds.yaml", "--force", "-v", cwd=tmp_path)  # after the command too
+    assert after.returncode == 0, after.stderr
+    assert "INFO clustering: fetch: 0 feeds ok, 1 not modified, 1 failed" in after.stderr
+    assert "INFO clustering: process: no new articles" in after.stderr
+    quiet = clustering("run", "--config", "feeds.yaml", "--force", cwd=tmp_path)
+    assert "INFO" not in quiet.stderr and "WARNING clustering: feed 'gone' failed" in quiet.stderr
+
+    (tmp_path / "quake.xml").write_text(feed_xml("quake", [5, 6, 7]), encoding="utf-8")
+    chatty = clustering("-v", "run", "--config", "feeds.yaml", "--force", "-v", cwd=tmp_path)  # -vv: libraries too
+    assert chatty.returncode == 0, chatty.stderr
+    assert "DEBUG clustering" in chatty.stderr and "INFO faiss" in chatty.stderr
+
+
 def test_run_summary_mentions_waiting_and_moved_articles_only_when_there_are_some() -> None:
     from clustering.report import run_summary
     from clustering.types import RunReport
