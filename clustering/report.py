@@ -17,9 +17,12 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def story_dict(story: Story) -> dict[str, object]:
+    """A story's JSON; the counts are explained on :class:`~clustering.types.Story`."""
     return {"id": story.id, "label": story.label, "keywords": list(story.keywords), "size": story.size,
             "sources": story.sources, "duplicates": story.duplicates, "first_seen": iso(story.first_seen),
-            "last_seen": iso(story.last_seen), "topic_id": story.topic_id, "article_ids": list(story.article_ids)}
+            "last_seen": iso(story.last_seen), "topic_id": story.topic_id, "article_ids": list(story.article_ids),
+            "canonical_sources": story.canonical_sources, "sources_with_duplicates": story.sources_with_duplicates,
+            "duplicate_count": story.duplicates}
 
 
 def article_dict(article: Article, similarity: float | None = None) -> dict[str, object]:
@@ -40,7 +43,7 @@ def link_dict(link: DuplicateLink) -> dict[str, object]:
 def story_detail_dict(detail: StoryDetail, duplicate_articles: Sequence[Article] = ()) -> dict[str, object]:
     result = story_dict(detail.story)
     result["articles"] = [article_dict(a, detail.similarity.get(a.id)) for a in detail.articles]
-    result["duplicates"] = [link_dict(link) for link in detail.duplicates]
+    result["duplicates"] = [link_dict(link) for link in detail.duplicates]  # the number: duplicate_count
     result["duplicate_articles"] = [article_dict(a) for a in duplicate_articles]
     return result
 
@@ -64,6 +67,17 @@ def run_summary(report: RunReport) -> str:
             + f"; {report.seconds:.1f} s")
 
 
+def story_counts(story: Story) -> str:
+    """The counts of a story in words, the same in the story text and the HTML page."""
+    return (f"{_count(story.size, 'article')} from {_count(story.canonical_sources, 'source')}, plus "
+            f"{_count(story.duplicates, 'duplicate')} ({_count(story.sources_with_duplicates, 'source')} "
+            "with duplicates)")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
@@ -71,10 +85,11 @@ def _cut(text: str, width: int) -> str:
 def stories_table(stories: Sequence[Story], width: int = 110) -> str:
     if not stories:
         return "no stories yet"
-    lines = [f"{'ID':<10} {'SIZE':>4} {'SRC':>3} {'DUP':>3} {'LAST SEEN':<16} {'TOPIC':<10} LABEL"]
+    # ARTICLES: the story's articles; SOURCES: their outlets; DUPLICATES: copies of them (not articles)
+    lines = [f"{'ID':<10} {'ARTICLES':>8} {'SOURCES':>7} {'DUPLICATES':>10} {'LAST SEEN':<16} {'TOPIC':<10} LABEL"]
     for story in stories:
         label = story.label + (f"  [{', '.join(story.keywords)}]" if story.keywords else "")
-        prefix = (f"{story.id:<10} {story.size:>4} {story.sources:>3} {story.duplicates:>3} "
+        prefix = (f"{story.id:<10} {story.size:>8} {story.canonical_sources:>7} {story.duplicates:>10} "
                   f"{story.last_seen:%Y-%m-%d %H:%M} {story.topic_id or '-':<10} ")
         lines.append(prefix + _cut(label, max(width - len(prefix), 20)))
     return "\n".join(lines)
@@ -84,8 +99,8 @@ def story_text(detail: StoryDetail, duplicate_articles: Sequence[Article] = ()) 
     story = detail.story
     lines = [f"story {story.id}: {story.label}",
              f"  keywords: {', '.join(story.keywords) or '-'}",
-             f"  {story.size} articles from {story.sources} sources, {story.duplicates} duplicates; "
-             f"topic {story.topic_id or '-'}; {story.first_seen:%Y-%m-%d %H:%M} → {story.last_seen:%Y-%m-%d %H:%M} UTC",
+             f"  {story_counts(story)}; topic {story.topic_id or '-'}; "
+             f"{story.first_seen:%Y-%m-%d %H:%M} → {story.last_seen:%Y-%m-%d %H:%M} UTC",
              "", "  articles (similarity to the story centroid):"]
     for article in detail.articles:
         score = detail.similarity.get(article.id)
@@ -143,7 +158,7 @@ def stories_html(details: Sequence[StoryDetail], *, title: str = "Stories", gene
         keywords = "".join(f'<span class="kw">{esc(k)}</span>' for k in story.keywords)
         parts.append(
             f'<div class="story" id="{esc(story.id, quote=True)}"><h2>{esc(story.label)}</h2>'
-            f'<p class="meta">{story.size} articles · {story.sources} sources · {story.duplicates} duplicates · '
+            f'<p class="meta">{esc(story_counts(story))} · '
             f'{story.first_seen:%Y-%m-%d %H:%M} → {story.last_seen:%Y-%m-%d %H:%M} UTC · story {esc(story.id)} · '
             f'topic {esc(story.topic_id or "-")}</p><p>{keywords}</p><ul>{items}</ul></div>')
     return _PAGE.format(title=esc(title), count=len(details), generated=esc(generated), body="\n".join(parts))

@@ -605,7 +605,8 @@ class Store:
             result.append(Story(id=r["id"], label=r["label"], keywords=_stored_keywords(r["keywords"], r["id"]),
                                 size=r["size"], sources=r["src"] + (r["dup_sources"] or 0),
                                 first_seen=first or last or UNREADABLE_TIME, last_seen=last or first or UNREADABLE_TIME,
-                                topic_id=r["topic_id"], article_ids=ids, duplicates=r["dups"] or 0))
+                                topic_id=r["topic_id"], article_ids=ids, duplicates=r["dups"] or 0,
+                                canonical_sources=r["src"]))
         return result
 
     def article_assignments(self) -> dict[int, tuple[str | None, int | None, str | None]]:

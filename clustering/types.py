@@ -76,6 +76,15 @@ class DuplicateLink:
 
 @dataclass(frozen=True)
 class Story:
+    """One event.  What each count counts:
+
+    ``size`` the story's articles (``article_ids``; duplicates are not members);
+    ``canonical_sources`` the outlets of those articles;
+    ``duplicates`` the copies linked to them (wire copies, re-posts, updates);
+    ``sources`` the outlets of the articles and of their copies together
+    (also ``sources_with_duplicates``).
+    """
+
     id: str
     label: str
     keywords: tuple[str, ...]
@@ -86,6 +95,12 @@ class Story:
     topic_id: str | None
     article_ids: tuple[int, ...]
     duplicates: int = 0
+    canonical_sources: int = 0
+
+    @property
+    def sources_with_duplicates(self) -> int:
+        """The outlets of the articles and of their duplicates (the same as ``sources``)."""
+        return self.sources
 
 
 @dataclass(frozen=True)

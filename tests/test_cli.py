@@ -484,6 +484,44 @@ def test_verbose_logs_each_stage_and_keeps_other_libraries_quiet(tmp_path: Path)
     assert "DEBUG clustering" in chatty.stderr and "INFO faiss" in chatty.stderr
 
 
+def test_each_count_says_what_it_counts_alike_in_table_json_and_html(tmp_path: Path) -> None:
+    """Issue item 13: "4 articles from 5 sources" (sources counted the duplicates' outlets), and
+    `duplicates` was a number in `stories --json` but a list in `story --json`."""
+    from clustering import open_pipeline
+    from clustering.config import parse_config
+
+    newest = datetime(2026, 3, 2, 12, tzinfo=timezone.utc)
+    words = TOPICS["quake"].split()
+    articles = []
+    for seed, outlet in enumerate(["ara", "bel", "cor", "cor"]):  # four articles from three outlets
+        random.Random(seed).shuffle(words)
+        articles.append({"title": " ".join(words[:5]), "text": " ".join(words), "source": outlet,
+                         "url": f"https://{outlet}.test/{seed}", "published": newest - timedelta(hours=seed + 1)})
+    articles.append({**articles[0], "source": "copycat", "url": "https://copycat.test/1", "published": newest})
+    with open_pipeline(tmp_path / "news.db", parse_config({"settings": {"model": "hashing"}}),
+                       now=lambda: newest) as pipeline:
+        pipeline.add_articles(articles)
+        pipeline.process()
+
+    (listed,) = json.loads(clustering("stories", "--db", "news.db", "--json", cwd=tmp_path).stdout)
+    assert (listed["size"], listed["canonical_sources"]) == (4, 3)
+    assert listed["duplicates"] == listed["duplicate_count"] == 1
+    assert listed["sources"] == listed["sources_with_duplicates"] == 4  # ara, bel, cor and the copy's copycat
+    detail = json.loads(clustering("story", listed["id"], "--db", "news.db", "--json", cwd=tmp_path).stdout)
+    assert len(detail["duplicates"]) == detail["duplicate_count"] == 1  # the list, and beside it the number
+    assert {k: detail[k] for k in ("size", "canonical_sources", "sources", "sources_with_duplicates")} == {
+        k: listed[k] for k in ("size", "canonical_sources", "sources", "sources_with_duplicates")}
+
+    words_line = "4 articles from 3 sources, plus 1 duplicate (4 sources with duplicates)"
+    text = clustering("story", listed["id"], "--db", "news.db", cwd=tmp_path).stdout
+    assert f"  {words_line}; topic" in text
+    table = clustering("stories", "--db", "news.db", cwd=tmp_path).stdout.splitlines()
+    assert table[0].split()[:4] == ["ID", "ARTICLES", "SOURCES", "DUPLICATES"]
+    assert table[1].split()[:4] == [listed["id"], "4", "3", "1"]
+    assert clustering("stories", "--db", "news.db", "--html", "page.html", cwd=tmp_path).returncode == 0
+    assert f'<p class="meta">{words_line} · ' in (tmp_path / "page.html").read_text(encoding="utf-8")
+
+
 def test_run_summary_mentions_waiting_and_moved_articles_only_when_there_are_some() -> None:
     from clustering.report import run_summary
     from clustering.types import RunReport

@@ -297,7 +297,8 @@ def test_stories_aggregate_members(store: Store) -> None:
     assert newest.id == "s10" and oldest.id == "s20"  # most recent activity first
     assert newest.label == "Story A" and newest.keywords == ("alpha", "beta") and newest.topic_id == "t10"
     assert newest.size == 3 and newest.article_ids == (a1, a2, a3)
-    assert newest.sources == 3  # bbc, npr and the guardian copy
+    assert newest.sources == newest.sources_with_duplicates == 3  # bbc, npr and the guardian copy
+    assert newest.canonical_sources == 2  # bbc and npr: the outlets of the story's own articles
     assert newest.duplicates == 1
     assert (newest.first_seen, newest.last_seen) == (T0 - 2 * day, T0)
     assert (oldest.size, oldest.sources, oldest.duplicates) == (2, 1, 0)
