@@ -196,7 +196,8 @@ class Pipeline:
         if not self.store.has_unprocessed():
             return ProcessReport(0, 0, 0, 0, self.store.story_count(), 0)
         model = self.model_name
-        missing = self.store.articles_without_embedding(model)
+        # the window only moves forward, so what it holds after embedding is covered
+        missing = self.store.articles_without_embedding(model, since=self._window_start(self._now()))
         if missing:
             vectors = self._embed([article_text(r["title"], r["summary"]) for r in missing], missing)
             with self.store.transaction():
@@ -222,11 +223,12 @@ class Pipeline:
         window = self.store.window(since)
         canonical = [a for a in window if duplicate_of.get(a.id) is None and a.id in position]
         canonical_vectors = vectors[[position[a.id] for a in canonical]] if canonical else vectors[:0]
+        taken_ids = self.store.existing_story_ids(a.id for a in canonical)  # the ids a new story could take
         docs = [stories.StoryDoc(article_id=a.id, title=a.title, text=article_text(a.title, a.summary),
                                  published=a.published, source=a.source, story_id=a.story_id,
                                  is_new=not a.processed, pending_group=a.pending_group) for a in canonical]
         assignment = stories.assign_stories(docs, canonical_vectors, self.config.stories,
-                                            taken_ids=self.store.story_ids())
+                                            taken_ids=taken_ids)
         with self.store.transaction():
             self.store.add_story_members(assignment.story_of, now)
             self.store.set_pending(assignment.pending)
