@@ -78,7 +78,8 @@ class Pipeline:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = make_embedder(self.config.model)
+            self._embedder = make_embedder(self.config.model, device=self.config.embedding.device,
+                                           batch_size=self.config.embedding.batch_size)
         return self._embedder
 
     @property
