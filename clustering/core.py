@@ -25,6 +25,15 @@ from .types import Article, ArticleInput, DuplicateLink, FeedStatus, ParsedEntry
 
 log = logging.getLogger("clustering")
 
+EMBED_CHUNK = 512
+"""Articles embedded, and their vectors saved (one transaction), at a time: a long first run
+shows progress and keeps what it embedded if it is stopped; 512 texts are 16 batches of 32,
+so the model's own batching is unchanged."""
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: stage ``"embedding"`` and ``"duplicates"`` count articles
+as they are done; ``"stories"`` (0 of N) says that N articles are being grouped."""
+
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -57,12 +66,13 @@ class Pipeline:
 
     def __init__(self, config: Config, *, embedder: Embedder | None = None,
                  now: Callable[[], datetime] = utc_now, http_client: Any = None,
-                 lock_wait_seconds: float = 0.0) -> None:
+                 lock_wait_seconds: float = 0.0, progress: Progress | None = None) -> None:
         self.config = config
         self._embedder = embedder
         self._now = now
         self._http_client = http_client
         self.lock_wait_seconds = lock_wait_seconds
+        self._progress = progress
         self.store = Store(config.database)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -199,10 +209,12 @@ class Pipeline:
         model = self.model_name
         # the window only moves forward, so what it holds after embedding is covered
         missing = self.store.articles_without_embedding(model, since=self._window_start(self._now()))
-        if missing:
-            vectors = self._embed([article_text(r["title"], r["summary"]) for r in missing], missing)
+        for start in range(0, len(missing), EMBED_CHUNK):
+            chunk = missing[start:start + EMBED_CHUNK]
+            vectors = self._embed([article_text(r["title"], r["summary"]) for r in chunk], chunk)
             with self.store.transaction():
-                self.store.save_embeddings(model, [r["id"] for r in missing], vectors)
+                self.store.save_embeddings(model, [r["id"] for r in chunk], vectors)
+            self._report("embedding", start + len(chunk), len(missing))
         now = self._now()
         since = self._window_start(now)
         window = self.store.window(since)
@@ -213,7 +225,8 @@ class Pipeline:
                                  canonical_url=a.url, text_hash=a.text_hash, is_new=not a.processed,
                                  duplicate_of=a.duplicate_of, link_kind=a.duplicate_kind,
                                  link_score=a.duplicate_score) for a in window]
-        links = dedup.find_duplicates(items, vectors, self.config.dedup)
+        links = dedup.find_duplicates(items, vectors, self.config.dedup,
+                                      progress=lambda done, total: self._report("duplicates", done, total))
         with self.store.transaction():
             self.store.save_duplicates([(l.article_id, l.canonical_id, l.kind, l.score) for l in links], now)
         duplicate_of = {a.id: a.duplicate_of for a in window}
@@ -225,6 +238,7 @@ class Pipeline:
         canonical = [a for a in window if duplicate_of.get(a.id) is None and a.id in position]
         canonical_vectors = vectors[[position[a.id] for a in canonical]] if canonical else vectors[:0]
         taken_ids = self.store.existing_story_ids(a.id for a in canonical)  # the ids a new story could take
+        self._report("stories", 0, len(canonical))
         docs = [stories.StoryDoc(article_id=a.id, title=a.title, text=article_text(a.title, a.summary),
                                  published=a.published, source=a.source, story_id=a.story_id,
                                  is_new=not a.processed, pending_group=a.pending_group) for a in canonical]
@@ -243,6 +257,10 @@ class Pipeline:
                              stories_updated=len(assignment.updated_story_ids),
                              stories_total=self.store.story_count(), unassigned=unassigned,
                              moved=len(assignment.moved_from), pending=len(assignment.pending))
+
+    def _report(self, stage: str, done: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress(stage, done, total)
 
     def _embed(self, texts: Sequence[str], rows: Sequence[Any]) -> Any:
         """The embedder's error boundary: whatever it raises becomes an EmbeddingError
