@@ -40,6 +40,8 @@ sys.path.insert(0, str(ROOT))
 from clustering.corpora import load_labelled, split_headline  # noqa: E402
 
 START = datetime(2026, 3, 1, 6, 0, tzinfo=timezone.utc)
+SCALE_SECTION = "<!-- scale"
+"""Where bench/scale.py's sections of docs/speed.md begin: this script rewrites what comes before."""
 
 
 class QuietHandler(SimpleHTTPRequestHandler):
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--articles", type=int, default=600, help="ECB+ articles in the first run")
     parser.add_argument("--new", type=int, default=20, help="new entries per incremental run")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "speed.md", help="markdown file to (re)write")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "speed.md",
+                        help="markdown file to (re)write, up to bench/scale.py's section")
     args = parser.parse_args(argv)
     corpus = args.shared / "datasets/ecbplus-cybulska2014/ecbplus_docs.jsonl"
     if not corpus.is_file():
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                      f"{report['stories_total']} |")
     text = f"""# Speed
 
-Produced by `python bench/speed.py` (this file is rewritten by it) on this machine (2 CPU cores, no
+Produced by `python bench/speed.py` (this part is rewritten by it) on this machine (2 CPU cores, no
 GPU). `clustering run` is started as cron would start it, one new process per run, against feeds
 built from {args.articles} ECB+ articles served from 127.0.0.1; later runs are the median of
 {args.repeat}. Absolute seconds depend on the machine; the ratios are measured side by side.
@@ -158,7 +161,9 @@ A run with nothing new imports neither torch nor FAISS nor HDBSCAN (tests/test_l
 first run's time is mostly loading the model and embedding full-length articles.
 """
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    current = args.out.read_text(encoding="utf-8") if args.out.exists() else ""
+    kept = current[current.index(SCALE_SECTION):] if SCALE_SECTION in current else ""  # bench/scale.py's parts
+    args.out.write_text(text + ("\n" + kept if kept else ""), encoding="utf-8")
     print(text)
     return 0
 

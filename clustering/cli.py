@@ -8,6 +8,7 @@ EXIT_ALL_FEEDS_FAILED (3).  Heavy modules load only inside the commands.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import logging
@@ -171,9 +172,13 @@ def _print_json(value: object) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .report import run_summary
+    from .report import ProgressLine, run_summary
 
-    with _open(args, lock_wait_seconds=args.wait) as pipeline:
+    # progress only for a person at a terminal: not under cron, not in front of --json; cleared
+    # (leaving the block) before the summary or an error message is printed
+    progress = ProgressLine(sys.stderr) if sys.stderr.isatty() and not args.json else None
+    with _open(args, lock_wait_seconds=args.wait, progress=progress) as pipeline, \
+            progress or contextlib.nullcontext():
         try:
             report = pipeline.run(force=args.force)
         except LockedError as exc:

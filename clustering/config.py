@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .dedup import DedupParams
-from .embed import DEFAULT_MODEL
+from .embed import DEFAULT_DEVICE, DEFAULT_MODEL, EMBED_BATCH_SIZE, is_device
 from .errors import ConfigError, quote_value
 from .stories import StoryParams
 
@@ -72,6 +72,14 @@ class FetchSettings:
 
 
 @dataclass(frozen=True)
+class EmbeddingSettings:
+    """Where and how the model embeds (``settings.embedding``; documented in embed.py)."""
+
+    device: str = DEFAULT_DEVICE
+    batch_size: int = EMBED_BATCH_SIZE
+
+
+@dataclass(frozen=True)
 class FeedConfig:
     name: str
     url: str
@@ -90,6 +98,7 @@ class Config:
     window_days: float = DEFAULT_WINDOW_DAYS
     poll_interval_minutes: float = DEFAULT_POLL_INTERVAL_MINUTES
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     dedup: DedupParams = field(default_factory=DedupParams)
     stories: StoryParams = field(default_factory=StoryParams)
     feeds: tuple[FeedConfig, ...] = ()
@@ -184,7 +193,7 @@ def parse_config(document: Any, *, path: str = "<config>", base_dir: Path | None
     reader.check_keys(root, {"settings", "feeds"}, "")
     settings = reader.mapping(root.get("settings"), "settings", root, "settings")
     reader.check_keys(settings, {"database", "model", "window_days", "poll_interval_minutes", "fetch",
-                                 "dedup", "stories"}, "settings")
+                                 "embedding", "dedup", "stories"}, "settings")
     fetch_node = reader.mapping(settings.get("fetch"), "settings.fetch", settings, "fetch")
     reader.check_keys(fetch_node, {f.name for f in dataclasses.fields(FetchSettings)}, "settings.fetch")
     fetch = FetchSettings(
@@ -197,6 +206,7 @@ def parse_config(document: Any, *, path: str = "<config>", base_dir: Path | None
         if getattr(fetch, name) <= 0:
             raise reader.error(f"must be greater than 0, got {getattr(fetch, name)!r}", f"settings.fetch.{name}",
                                fetch_node, name)
+    embedding = _parse_embedding(reader, settings)
     window_days = reader.value(settings, "window_days", float, "settings", DEFAULT_WINDOW_DAYS)
     if window_days <= 0:
         raise reader.error("must be greater than 0", "settings.window_days", settings, "window_days")
@@ -209,12 +219,28 @@ def parse_config(document: Any, *, path: str = "<config>", base_dir: Path | None
         poll_interval_minutes=reader.value(settings, "poll_interval_minutes", float, "settings",
                                            DEFAULT_POLL_INTERVAL_MINUTES),
         fetch=fetch,
+        embedding=embedding,
         dedup=reader.params(settings.get("dedup"), DedupParams, "settings.dedup", settings),
         stories=reader.params(settings.get("stories"), StoryParams, "settings.stories", settings),
         feeds=feeds,
         base_dir=base,
         path=Path(path) if path != "<config>" else None,
     )
+
+
+def _parse_embedding(reader: _Reader, settings: Mapping[str, Any]) -> EmbeddingSettings:
+    key = "settings.embedding"
+    node = reader.mapping(settings.get("embedding"), key, settings, "embedding")
+    reader.check_keys(node, {f.name for f in dataclasses.fields(EmbeddingSettings)}, key)
+    embedding = EmbeddingSettings(device=reader.value(node, "device", str, key, DEFAULT_DEVICE),
+                                  batch_size=reader.value(node, "batch_size", int, key, EMBED_BATCH_SIZE))
+    if not is_device(embedding.device):
+        raise reader.error(f"expected auto, cpu, cuda, cuda:N or mps, got {embedding.device!r}", f"{key}.device",
+                           node, "device")
+    if embedding.batch_size < 1:
+        raise reader.error(f"must be at least 1, got {embedding.batch_size}", f"{key}.batch_size", node,
+                           "batch_size")
+    return embedding
 
 
 def _parse_feeds(reader: _Reader, root: Mapping[str, Any]) -> tuple[FeedConfig, ...]:

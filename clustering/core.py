@@ -33,6 +33,15 @@ MAX_KEY_CHARS = 2048
 """Longest ``key`` or ``url`` an API article may give (the customary URL limit); an identifier
 is refused rather than cut, since two cut ones could collide."""
 
+EMBED_CHUNK = 512
+"""Articles embedded, and their vectors saved (one transaction), at a time: a long first run
+shows progress and keeps what it embedded if it is stopped; 512 texts are 16 batches of 32,
+so the model's own batching is unchanged."""
+
+Progress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``: stage ``"embedding"`` and ``"duplicates"`` count articles
+as they are done; ``"stories"`` (0 of N) says that N articles are being grouped."""
+
 
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
@@ -77,9 +86,11 @@ class Pipeline:
 
     def __init__(self, config: Config, *, embedder: Embedder | None = None,
                  now: Callable[[], datetime] = utc_now, http_client: Any = None,
-                 lock_wait_seconds: float = 0.0, read_only: bool = False) -> None:
+                 lock_wait_seconds: float = 0.0, read_only: bool = False,
+                 progress: Progress | None = None) -> None:
         """``read_only=True`` opens the database for reading only (stories, story, feeds):
-        nothing is created, migrated or written, and it works on read-only storage."""
+        nothing is created, migrated or written, and it works on read-only storage.
+        ``progress`` is told how long work advances (see ``Progress``)."""
         self.config = config
         self._embedder = embedder
         self._now = now
@@ -87,6 +98,7 @@ class Pipeline:
         if not isinstance(lock_wait_seconds, (int, float)) or not 0 <= lock_wait_seconds < math.inf:
             raise ConfigError(f"lock_wait_seconds must be a finite number, 0 or more, got {lock_wait_seconds!r}")
         self.lock_wait_seconds = lock_wait_seconds
+        self._progress = progress
         self.store = Store(config.database, read_only=read_only)
 
     # --- lifecycle ----------------------------------------------------------------------
@@ -102,7 +114,8 @@ class Pipeline:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            self._embedder = make_embedder(self.config.model)
+            self._embedder = make_embedder(self.config.model, device=self.config.embedding.device,
+                                           batch_size=self.config.embedding.batch_size)
         return self._embedder
 
     @property
@@ -234,11 +247,14 @@ class Pipeline:
             return ProcessReport(0, 0, 0, 0, self.store.story_count(), 0)
         stage = _StageTimer("embed")
         model = self.model_name
-        missing = self.store.articles_without_embedding(model)
-        if missing:
-            vectors = self._embed([article_text(r["title"], r["summary"]) for r in missing], missing)
+        # the window only moves forward, so what it holds after embedding is covered
+        missing = self.store.articles_without_embedding(model, since=self._window_start(self._now()))
+        for start in range(0, len(missing), EMBED_CHUNK):
+            chunk = missing[start:start + EMBED_CHUNK]
+            vectors = self._embed([article_text(r["title"], r["summary"]) for r in chunk], chunk)
             with self.store.transaction():
-                self.store.save_embeddings(model, [r["id"] for r in missing], vectors)
+                self.store.save_embeddings(model, [r["id"] for r in chunk], vectors)
+            self._report("embedding", start + len(chunk), len(missing))
         stage.done("%d articles with %s", len(missing), model)
         stage = _StageTimer("dedup")
         now = self._now()
@@ -251,7 +267,8 @@ class Pipeline:
                                  canonical_url=a.url, text_hash=a.text_hash, is_new=not a.processed,
                                  duplicate_of=a.duplicate_of, link_kind=a.duplicate_kind,
                                  link_score=a.duplicate_score) for a in window]
-        links = dedup.find_duplicates(items, vectors, self.config.dedup)
+        links = dedup.find_duplicates(items, vectors, self.config.dedup,
+                                      progress=lambda done, total: self._report("duplicates", done, total))
         with self.store.transaction():
             self.store.save_duplicates([(l.article_id, l.canonical_id, l.kind, l.score) for l in links], now)
         duplicate_of = {a.id: a.duplicate_of for a in window}
@@ -264,11 +281,13 @@ class Pipeline:
         window = self.store.window(since)
         canonical = [a for a in window if duplicate_of.get(a.id) is None and a.id in position]
         canonical_vectors = vectors[[position[a.id] for a in canonical]] if canonical else vectors[:0]
+        taken_ids = self.store.existing_story_ids(a.id for a in canonical)  # the ids a new story could take
+        self._report("stories", 0, len(canonical))
         docs = [stories.StoryDoc(article_id=a.id, title=a.title, text=article_text(a.title, a.summary),
                                  published=a.published, source=a.source, story_id=a.story_id,
                                  is_new=not a.processed, pending_group=a.pending_group) for a in canonical]
         assignment = stories.assign_stories(docs, canonical_vectors, self.config.stories,
-                                            taken_ids=self.store.story_ids())
+                                            taken_ids=taken_ids)
         with self.store.transaction():
             self.store.add_story_members(assignment.story_of, now)
             self.store.set_pending(assignment.pending)
@@ -284,6 +303,10 @@ class Pipeline:
                              stories_updated=len(assignment.updated_story_ids),
                              stories_total=self.store.story_count(), unassigned=unassigned,
                              moved=len(assignment.moved_from), pending=len(assignment.pending))
+
+    def _report(self, stage: str, done: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress(stage, done, total)
 
     def _embed(self, texts: Sequence[str], rows: Sequence[Any]) -> Any:
         """The embedder's error boundary: whatever it raises becomes an EmbeddingError

@@ -14,9 +14,11 @@ cosine and a high share of word shingles.
 from __future__ import annotations
 
 import hashlib
+import heapq
+import math
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -133,19 +135,42 @@ def is_near_duplicate(cosine: float, shingle_share: float, params: DedupParams) 
     return cosine >= params.lexical_floor and shingle_share >= params.lexical_only_threshold
 
 
-def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: DedupParams) -> list[Link]:
+_RANGE_MARGIN = 1e-3
+"""The block's articles are compared with each other down to ``lexical_floor`` minus this (the
+exact comparison follows): rounding never drops a pair."""
+
+SEARCH_BLOCK = 1024
+"""New articles searched per FAISS call.  A block is searched at once against the rows
+searchable before it (``neighbours`` nearest each) and against itself (block² scores: 4 MB at
+1024); larger blocks mean fewer calls and a larger block² search.  A first run of 10k synthetic
+articles (``python bench/scale.py --dedup 10000,20000``): see docs/speed.md."""
+
+
+def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: DedupParams,
+                    progress: Callable[[int, int], None] | None = None) -> list[Link]:
     """Links for every article whose canonical changes: the new ones, and old canonicals
     that a newly seen *earlier* copy now precedes (with their duplicates re-pointed).
 
     ``vectors[i]`` is the L2-normalized embedding of ``items[i]``.  The canonical of a
     group is always its earliest article (publication time, then id).
+
+    New articles are taken in time order, and each is compared with its ``neighbours``
+    nearest among the rows searchable at that moment: the group roots of the window's old
+    articles, then each new article that became a canonical (or took over a group) before it.
+    Those are found per block of :data:`SEARCH_BLOCK` new articles: one exact inner-product
+    search of the block against the rows searchable before it, one of the block against
+    itself, and for each article :func:`nearest_rows` merges the two as one search over the
+    rows searchable at its moment would (the decisions of one FAISS search per article over
+    a growing index; tests/test_dedup.py compares the two).  ``progress(done, total)`` is
+    called after each block.
     """
+    import faiss
     import numpy as np
 
     if not items:
         return []
     canonical: dict[int, int] = {}          # index -> index of its canonical (root)
-    for index, item in enumerate(items):
+    for index in range(len(items)):
         canonical[index] = index
     position = {item.article_id: index for index, item in enumerate(items)}
     # an old copy whose canonical has left the window keeps its link and takes no part
@@ -176,10 +201,11 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
             register(index, canonical[index])
 
     new_order = sorted((i for i, it in enumerate(items) if it.is_new), key=lambda i: _order_key(items[i]))
-    # FAISS rows: articles searched for copies (each group's canonical at the time it was
-    # added); a row keeps its own article, whose group root is canonical[article]
+    # searchable rows, in the order they became searchable: each group's canonical at the
+    # time it was added (a row keeps its own article, whose group root is canonical[article])
     index_rows: list[int] = list(old_roots)
-    faiss_index = _build_index(vectors, index_rows)
+    row_vectors = np.empty((len(old_roots) + len(new_order), vectors.shape[1]), dtype=np.float32)
+    row_vectors[:len(old_roots)] = vectors[old_roots]
     shingle_cache: dict[int, frozenset[int]] = {}
 
     def shingles_of(i: int) -> frozenset[int]:
@@ -199,49 +225,78 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
             _replace_root(by_hash, root, child, items[child].text_hash)
             # the old root's row stays (its text still finds its copies); the child is added
             index_rows.append(child)
-            faiss_index.add(np.ascontiguousarray(vectors[child:child + 1], dtype=np.float32))
         else:
             canonical[child] = root
             kinds[child] = (kind, score)
             register(child, root)
 
-    for index in new_order:
+    def nearest_copy(index: int, nearest: list[tuple[float, int]]) -> tuple[float, int] | None:
+        """The best near-duplicate root among the article's ``nearest`` (score, row), nearest
+        first: the first of the best scores wins."""
+        best: tuple[float, int] | None = None
+        own = shingles_of(index)
+        for score, row in nearest:
+            if np.float32(score) < params.lexical_floor:  # compared as one FAISS search per article did
+                break
+            member = index_rows[row]
+            candidate = canonical[member]
+            if candidate == index:
+                continue
+            other = shingles_of(member)
+            if min(len(own), len(other)) < params.min_shingles:
+                continue
+            if is_near_duplicate(score, containment(own, other), params) and (best is None or score > best[0]):
+                best = (score, candidate)
+        return best
+
+    def linked_by_key(index: int) -> bool:
+        """Link a new article to the group holding its URL or its text, if one does."""
         item = items[index]
         root = by_url.get(item.canonical_url) if item.canonical_url else None
         if root is not None:
             attach(index, root, "url", 1.0)
-            continue
+            return True
         root = by_hash.get(item.text_hash) if item.text_hash != EMPTY_TEXT_HASH else None
         if root is not None:
             attach(index, root, "text", 1.0)
-            continue
-        best: tuple[float, int] | None = None
-        if faiss_index is not None and faiss_index.ntotal:
-            k = min(params.neighbours, faiss_index.ntotal)
-            scores, rows = faiss_index.search(vectors[index:index + 1], k)
-            own = shingles_of(index)
-            for score, row in zip(scores[0], rows[0]):
-                if row < 0 or score < params.lexical_floor:
-                    continue
-                member = index_rows[row]
-                candidate = canonical[member]
-                if candidate == index:
-                    continue
-                other = shingles_of(member)
-                if min(len(own), len(other)) < params.min_shingles:
-                    continue
-                if is_near_duplicate(float(score), containment(own, other), params):
-                    if best is None or score > best[0]:
-                        best = (float(score), candidate)
-        if best is not None:
-            attach(index, best[1], "near", min(best[0], 1.0))
-            continue
-        # a new canonical: searchable by later new articles
-        register(index, index)
-        index_rows.append(index)
-        if faiss_index is None:
-            faiss_index = _build_index(vectors, [])
-        faiss_index.add(np.ascontiguousarray(vectors[index:index + 1], dtype=np.float32))
+            return True
+        return False
+
+    for start in range(0, len(new_order), SEARCH_BLOCK):
+        block = new_order[start:start + SEARCH_BLOCK]
+        queries = np.ascontiguousarray(vectors[block], dtype=np.float32)
+        searched = len(index_rows)
+        # the rows searchable before this block, and the block's own articles against each other
+        # (FAISS's exact search both times: equal vectors score equal); a block article is searchable
+        # by the later ones once added
+        before_scores, before_rows = np.empty((len(block), 0), np.float32), np.empty((len(block), 0), np.int64)
+        if searched:
+            before_scores, before_rows = faiss.knn(queries, row_vectors[:searched], min(params.neighbours, searched),
+                                                   metric=faiss.METRIC_INNER_PRODUCT)
+        block_index = faiss.IndexFlatIP(queries.shape[1])
+        block_index.add(queries)
+        limits, within_scores, within_offsets = block_index.range_search(queries, params.lexical_floor - _RANGE_MARGIN)
+        row_of: dict[int, int] = {}  # offset in the block -> its row, for the articles added so far
+        for offset, index in enumerate(block):
+            rows_before = len(index_rows)
+            if not linked_by_key(index):
+                before = list(zip(before_scores[offset].tolist(), before_rows[offset].tolist(), strict=True))
+                # earlier articles of the block that were added, in the order they were (rows grow with offsets)
+                within = zip(within_offsets[limits[offset]:limits[offset + 1]].tolist(),
+                             within_scores[limits[offset]:limits[offset + 1]].tolist(), strict=True)
+                added = sorted((row_of[j], score) for j, score in within if j < offset and j in row_of)
+                best = nearest_copy(index, nearest_rows(before, [(score, row) for row, score in added],
+                                                        params.neighbours))
+                if best is not None:
+                    attach(index, best[1], "near", min(best[0], 1.0))
+                else:  # a new canonical: searchable by later new articles
+                    register(index, index)
+                    index_rows.append(index)
+            if len(index_rows) > rows_before:
+                row_of[offset] = rows_before
+        row_vectors[searched:len(index_rows)] = vectors[index_rows[searched:]]
+        if progress is not None:
+            progress(start + len(block), len(new_order))
 
     links: list[Link] = []
     for index, item in enumerate(items):
@@ -261,24 +316,30 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
     return links
 
 
+def nearest_rows(before: Sequence[tuple[float, int]], added: Sequence[tuple[float, int]],
+                 k: int) -> list[tuple[float, int]]:
+    """The ``k`` nearest (score, row) as FAISS's flat search keeps them, nearest first.
+
+    FAISS scans the rows in order; a row enters the ``k`` kept when its score is above the
+    lowest kept one's (strictly), and the lowest kept leaves (among equal scores, the earlier
+    row); the result is sorted by score, then row, descending.  ``before`` is FAISS's result
+    over the earlier rows (the same scan stopped there; rows < 0 are empty places), ``added``
+    the later rows in their order: the result is what one search over all of them gives.
+    Rows below ``lexical_floor`` may be left out of ``added``: such a row only ever takes the
+    place of an empty one or of a lower row, so the rows at or above the floor kept are the same.
+    """
+    kept = [(score, row) for score, row in before if row >= 0]
+    kept += [(-math.inf, -1)] * (k - len(kept))
+    heapq.heapify(kept)
+    for score, row in added:
+        if score > kept[0][0]:
+            heapq.heapreplace(kept, (score, row))
+    return sorted((entry for entry in kept if entry[1] >= 0), reverse=True)
+
+
 def _replace_root(table: dict[str, int], old: int, new: int, new_key: str | None) -> None:
     for key, value in list(table.items()):
         if value == old:
             table[key] = new
     if new_key:
         table.setdefault(new_key, new)
-
-
-def _build_index(vectors: np.ndarray, rows: Sequence[int]):  # noqa: ANN202 - faiss.IndexFlatIP
-    """An exact inner-product index (cosine on normalized vectors) over ``rows``.
-
-    Flat, not HNSW: the window holds thousands, not millions, exact search costs
-    milliseconds there, and a flat index can be rebuilt from SQLite at any time.
-    """
-    import faiss
-    import numpy as np
-
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    if len(rows):
-        index.add(np.ascontiguousarray(vectors[list(rows)], dtype=np.float32))
-    return index

@@ -133,7 +133,8 @@ def evaluate(docs: Sequence[LabelledDoc], *, config: Config | None = None, embed
     if not docs:
         raise ValueError("no documents to evaluate")
     base = config or Config()
-    inner = embedder or make_embedder(base.model)
+    inner = embedder or make_embedder(base.model, device=base.embedding.device,
+                                      batch_size=base.embedding.batch_size)
     cached = CachedEmbedder(inner, cache_dir) if cache_dir is not None else None
     use = cached or inner
     order = _order(docs, seed) if stream else list(range(len(docs)))

@@ -6,8 +6,10 @@ The JSON shapes are a contract that scripts parse: keys are only ever added.
 from __future__ import annotations
 
 import html
+import time
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TextIO
 
 from .types import Article, DuplicateLink, FeedStatus, RunReport, Story, StoryDetail
 
@@ -76,6 +78,50 @@ def story_counts(story: Story) -> str:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+PROGRESS_INTERVAL_SECONDS = 0.2
+"""Least time between two redraws of the progress line (the last count is always drawn)."""
+
+
+class ProgressLine:
+    """Long work as one line on a terminal, redrawn in place with ``\\r``: the CLI passes it to
+    the pipeline as ``progress`` only when stderr is a terminal (never under cron, never with
+    ``--json``), and clears it before printing the summary."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._shown = 0
+        self._last = 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last < PROGRESS_INTERVAL_SECONDS:
+            return
+        self._last = now
+        if stage == "embedding":
+            text = f"embedding {done:,}/{total:,} articles"
+        elif stage == "duplicates":
+            text = f"looking for duplicates: {done:,}/{total:,} new articles"
+        elif stage == "stories":
+            text = f"grouping {total:,} articles into stories"
+        else:
+            text = f"{stage} {done:,}/{total:,}"
+        self.stream.write("\r" + text.ljust(self._shown))
+        self.stream.flush()
+        self._shown = max(self._shown, len(text))
+
+    def clear(self) -> None:
+        if self._shown:
+            self.stream.write("\r" + " " * self._shown + "\r")
+            self.stream.flush()
+            self._shown = 0
+
+    def __enter__(self) -> ProgressLine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.clear()
 
 
 def _cut(text: str, width: int) -> str:

@@ -534,3 +534,73 @@ def test_run_summary_mentions_waiting_and_moved_articles_only_when_there_are_som
     assert run_summary(busy).endswith("4 unassigned (3 waiting for a second run); "
                                       "2 articles moved to stories split off; 1.2 s")
     assert busy.as_dict()["pending"] == 3 and busy.as_dict()["moved"] == 2
+
+
+# --- progress on a terminal, nothing extra under cron ------------------------------------------------
+def on_a_terminal(*args: str, cwd: Path) -> tuple[int, str, bytes]:
+    """``clustering ARGS`` with stderr on a pseudo-terminal and stdout a pipe, as a person at a
+    terminal runs it: (exit status, stdout, everything the terminal received)."""
+    controller, terminal = os.openpty()
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "clustering", *args], cwd=cwd, stdout=subprocess.PIPE,
+                                 stderr=terminal, stdin=subprocess.DEVNULL, text=True,
+                                 env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    finally:
+        os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            received = os.read(controller, 65536)
+        except OSError:  # EIO: the child closed the terminal's last descriptor
+            break
+        if not received:
+            break
+        shown += received
+    os.close(controller)
+    assert child.stdout is not None
+    stdout = child.stdout.read()
+    return child.wait(timeout=300), stdout, shown
+
+
+@pytest.fixture
+def six_hundred_articles(tmp_path: Path) -> Path:
+    """A feed of 600 articles: more than one embedding chunk (EMBED_CHUNK = 512)."""
+    (tmp_path / "big.xml").write_text(feed_xml("quake", range(600)), encoding="utf-8")
+    write_config(tmp_path, [("big-desk", "big.xml")])
+    return tmp_path
+
+
+def test_a_run_at_a_terminal_shows_progress_on_stderr_and_clears_it(six_hundred_articles: Path) -> None:
+    status, stdout, shown = on_a_terminal("run", "--config", "feeds.yaml", cwd=six_hundred_articles)
+    assert status == 0, shown
+    assert stdout.startswith("feeds: 1 ok") and "600 new articles" in stdout  # the summary, on stdout only
+    text = shown.decode()
+    assert "\rembedding 512/600 articles" in text and "\rembedding 600/600 articles" in text
+    assert "\rlooking for duplicates: 600/600 new articles" in text
+    assert text.endswith("\r" + " " * len("looking for duplicates: 600/600 new articles") + "\r")  # cleared
+    assert "\n" not in text
+
+
+def test_nothing_extra_on_stderr_under_cron_or_with_json(six_hundred_articles: Path) -> None:
+    cron = clustering("run", "--config", "feeds.yaml", cwd=six_hundred_articles)  # stderr is a pipe
+    assert cron.returncode == 0 and cron.stderr == ""
+    assert "600 new articles" in cron.stdout
+    (six_hundred_articles / "news.db").unlink()
+    status, stdout, shown = on_a_terminal("run", "--config", "feeds.yaml", "--json", cwd=six_hundred_articles)
+    assert status == 0 and shown == b""
+    assert json.loads(stdout)["new_articles"] == 600
+
+
+def test_progress_line_redraws_in_place_at_most_every_interval() -> None:
+    import io
+
+    from clustering.report import ProgressLine
+
+    stream = io.StringIO()
+    with ProgressLine(stream) as progress:
+        progress("embedding", 512, 1100)
+        progress("embedding", 1024, 1100)  # within the interval: not drawn
+        progress("embedding", 1100, 1100)  # the last count always is
+        progress("stories", 0, 1100)
+    longest = "embedding 1,100/1,100 articles"
+    assert stream.getvalue() == "\rembedding 512/1,100 articles" + "\r" + longest + "\r" + " " * len(longest) + "\r"

@@ -15,6 +15,7 @@ from clustering.config import (
     DEFAULT_POLL_INTERVAL_MINUTES,
     DEFAULT_WINDOW_DAYS,
     Config,
+    EmbeddingSettings,
     FeedConfig,
     FetchSettings,
     load_config,
@@ -49,6 +50,9 @@ settings:
     max_bytes: 2000000
     max_concurrency: 3
     user_agent: test-agent/1.0
+  embedding:
+    device: cuda:1
+    batch_size: 128
   dedup:
 {_section(DedupParams)}  stories:
 {_section(StoryParams)}feeds:
@@ -97,6 +101,7 @@ def test_full_config_parses_every_key(tmp_path: Path) -> None:
     assert config.poll_interval_minutes == 30.5
     assert config.fetch == FetchSettings(timeout_seconds=5.0, max_bytes=2_000_000, max_concurrency=3,
                                          user_agent="test-agent/1.0")
+    assert config.embedding == EmbeddingSettings(device="cuda:1", batch_size=128)
     for cls, parsed in ((DedupParams, config.dedup), (StoryParams, config.stories)):
         for field in dataclasses.fields(cls):
             expected = _nudged(getattr(cls(), field.name))
@@ -128,6 +133,7 @@ def test_defaults_when_settings_are_missing(tmp_path: Path) -> None:
     assert config.window_days == DEFAULT_WINDOW_DAYS
     assert config.poll_interval_minutes == DEFAULT_POLL_INTERVAL_MINUTES
     assert (config.fetch, config.dedup, config.stories) == (FetchSettings(), DedupParams(), StoryParams())
+    assert config.embedding == EmbeddingSettings(device="auto", batch_size=32)
     assert config.feeds == (FeedConfig(name="one", url="https://example.com/feed.xml"),)
 
 
@@ -228,6 +234,7 @@ def test_duplicate_yaml_key_is_an_error(tmp_path: Path) -> None:
     ("settings:\n  fetch:\n    timeout: 3\n", "settings.fetch.timeout", "timeout"),
     ("settings:\n  dedup:\n    near_treshold: 0.9\n", "settings.dedup.near_treshold", "near_treshold"),
     ("settings:\n  stories:\n    min_size: 3\n", "settings.stories.min_size", "min_size"),
+    ("settings:\n  embedding:\n    model: x\n", "settings.embedding.model", "model"),
     ("feeds:\n  - name: a\n    url: https://a.example/\n  - name: b\n    url: https://b.example/\n    tag: x\n",
      "feeds[1].tag", "tag:"),
 ])
@@ -255,6 +262,10 @@ def test_unknown_keys(tmp_path: Path, text: str, key: str, needle: str) -> None:
     ("settings:\n  dedup: [1, 2]\n", "settings.dedup", "dedup",
      "expected a mapping (indented key: value lines), got a list [1, 2]"),
     ("settings:\n  fetch: fast\n", "settings.fetch", "fetch", "expected a mapping"),
+    ("settings:\n  embedding: gpu\n", "settings.embedding", "embedding", "expected a mapping"),
+    ("settings:\n  embedding:\n    device: 0\n", "settings.embedding.device", "device", "expected text"),
+    ("settings:\n  embedding:\n    batch_size: 2.5\n", "settings.embedding.batch_size", "batch_size",
+     "expected a whole number"),
     ("settings: [1]\n", "settings", "settings", "expected a mapping"),
     ("feeds:\n  name: a\n", "feeds", "feeds", "expected a list"),
     ("feeds:\n  - name: a\n    url: https://a.example/\n    enabled: 'no'\n", "feeds[0].enabled", "enabled",
@@ -288,6 +299,7 @@ def test_feed_that_is_not_a_mapping(tmp_path: Path) -> None:
     ("settings:\n  fetch:\n    max_bytes: -1\n", "settings.fetch.max_bytes", "max_bytes"),
     ("settings:\n  dedup:\n    neighbours: -3\n", "settings.dedup.neighbours", "neighbours"),
     ("settings:\n  stories:\n    keywords: -1\n", "settings.stories.keywords", "keywords"),
+    ("settings:\n  embedding:\n    batch_size: -8\n", "settings.embedding.batch_size", "batch_size"),
     ("feeds:\n  - name: a\n    url: https://a.example/\n    poll_interval_minutes: -1\n",
      "feeds[0].poll_interval_minutes", "poll_interval"),
 ])
@@ -326,6 +338,11 @@ def test_zero_where_a_positive_number_is_needed(tmp_path: Path, text: str, key: 
      "at least 2"),
     ("settings:\n  stories:\n    topic_threshold: 2\n", "settings.stories.topic_threshold", "topic_threshold",
      "between -1 and 1"),
+    ("settings:\n  embedding:\n    batch_size: 0\n", "settings.embedding.batch_size", "batch_size", "at least 1"),
+    ("settings:\n  embedding:\n    device: gpu\n", "settings.embedding.device", "device",
+     "expected auto, cpu, cuda, cuda:N or mps, got 'gpu'"),
+    ("settings:\n  window_days: 2\n  embedding:\n    device: cuda:x\n", "settings.embedding.device", "device",
+     "cuda:x"),
     # a rule over several keys names the section
     ("settings:\n  stories:\n    embedding_weight: 0\n    lexical_weight: 0\n    entity_weight: 0\n",
      "settings.stories", "stories", "weights"),
@@ -418,6 +435,7 @@ def test_repository_feeds_yaml_documents_the_defaults() -> None:
     assert config.window_days == DEFAULT_WINDOW_DAYS
     assert config.poll_interval_minutes == DEFAULT_POLL_INTERVAL_MINUTES
     assert config.fetch == FetchSettings()
+    assert config.embedding == EmbeddingSettings()
     assert config.dedup == DedupParams()
     assert config.stories == StoryParams()
 
@@ -427,15 +445,16 @@ def test_repository_feeds_yaml_sets_and_comments_every_key() -> None:
 
     text = REPO_FEEDS_YAML.read_text(encoding="utf-8")
     settings = YAML(typ="rt").load(text)["settings"]
-    assert set(settings) == {"database", "model", "window_days", "poll_interval_minutes", "fetch", "dedup",
-                             "stories"}
-    for section, cls in (("fetch", FetchSettings), ("dedup", DedupParams), ("stories", StoryParams)):
+    assert set(settings) == {"database", "model", "window_days", "poll_interval_minutes", "fetch", "embedding",
+                             "dedup", "stories"}
+    for section, cls in (("fetch", FetchSettings), ("embedding", EmbeddingSettings), ("dedup", DedupParams),
+                         ("stories", StoryParams)):
         assert set(settings[section]) == {f.name for f in dataclasses.fields(cls)}, section
     lines = text.splitlines()
     for number, line in enumerate(lines):
         match = re.match(r"^  +(\w+):", line)
         in_settings = number < next(i for i, text_line in enumerate(lines) if text_line.startswith("feeds:"))
-        if match and in_settings and match.group(1) not in ("fetch", "dedup", "stories"):
+        if match and in_settings and match.group(1) not in ("fetch", "embedding", "dedup", "stories"):
             assert "#" in line or lines[number - 1].lstrip().startswith("#"), f"undocumented: {line.strip()}"
 
 

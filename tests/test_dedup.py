@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
+from clustering import dedup
 from clustering.dedup import (
+    EMPTY_TEXT_HASH,
     DedupItem,
     DedupParams,
     Link,
+    _order_key,
     containment,
     find_duplicates,
     is_near_duplicate,
@@ -271,3 +276,264 @@ def test_neighbours_limits_the_search() -> None:
     assert float(vectors[2] @ vectors[1]) > float(vectors[2] @ vectors[0]) >= PARAMS.near_threshold
     assert {(a, c) for a, c, _, _ in links_of(items, vectors)} == {(3, 1)}
     assert links_of(items, vectors, DedupParams(neighbours=1)) == set()
+
+
+# --- the batched search decides as one search per article did ---------------------------------------
+# The reference: find_duplicates before it searched in blocks, verbatim.
+def reference_find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: DedupParams) -> list[Link]:
+    """dedup.find_duplicates as it was before the batched search (one FAISS search per new
+    article against an index grown as it goes), kept verbatim as the reference."""
+    import numpy as np
+
+    if not items:
+        return []
+    canonical: dict[int, int] = {}          # index -> index of its canonical (root)
+    for index, item in enumerate(items):  # noqa: B007 - verbatim
+        canonical[index] = index
+    position = {item.article_id: index for index, item in enumerate(items)}
+    # an old copy whose canonical has left the window keeps its link and takes no part
+    outside = {i for i, it in enumerate(items)
+               if not it.is_new and it.duplicate_of is not None and it.duplicate_of not in position}
+    kinds: dict[int, tuple[str, float]] = {}
+    for index, item in enumerate(items):
+        if not item.is_new and item.duplicate_of is not None and item.duplicate_of in position:
+            canonical[index] = position[item.duplicate_of]
+            if item.link_kind is not None:
+                kinds[index] = (item.link_kind, item.link_score if item.link_score is not None else 1.0)
+
+    by_url: dict[str, int] = {}
+    by_hash: dict[str, int] = {}
+
+    def register(index: int, root: int) -> None:
+        """Exact keys of every member (not only the canonical) lead to the group's root."""
+        if items[index].canonical_url:
+            by_url.setdefault(items[index].canonical_url, root)
+        if items[index].text_hash != EMPTY_TEXT_HASH:
+            by_hash.setdefault(items[index].text_hash, root)
+
+    old_roots = [i for i, it in enumerate(items) if not it.is_new and canonical[i] == i and i not in outside]
+    for index in old_roots:
+        register(index, index)
+    for index, item in enumerate(items):
+        if not item.is_new and canonical[index] != index:
+            register(index, canonical[index])
+
+    new_order = sorted((i for i, it in enumerate(items) if it.is_new), key=lambda i: _order_key(items[i]))
+    # FAISS rows: articles searched for copies (each group's canonical at the time it was
+    # added); a row keeps its own article, whose group root is canonical[article]
+    index_rows: list[int] = list(old_roots)
+    faiss_index = _reference_build_index(vectors, index_rows)
+    shingle_cache: dict[int, frozenset[int]] = {}
+
+    def shingles_of(i: int) -> frozenset[int]:
+        if i not in shingle_cache:
+            shingle_cache[i] = shingles(items[i].text)
+        return shingle_cache[i]
+
+    def attach(child: int, root: int, kind: str, score: float) -> None:
+        # keep the earliest as canonical; re-point the later group if the child is earlier
+        if _order_key(items[child]) < _order_key(items[root]):
+            for i, r in list(canonical.items()):
+                if r == root:
+                    canonical[i] = child
+            canonical[child] = child
+            kinds[root] = (kind, score)
+            _reference_replace_root(by_url, root, child, items[child].canonical_url)
+            _reference_replace_root(by_hash, root, child, items[child].text_hash)
+            # the old root's row stays (its text still finds its copies); the child is added
+            index_rows.append(child)
+            faiss_index.add(np.ascontiguousarray(vectors[child:child + 1], dtype=np.float32))
+        else:
+            canonical[child] = root
+            kinds[child] = (kind, score)
+            register(child, root)
+
+    for index in new_order:
+        item = items[index]
+        root = by_url.get(item.canonical_url) if item.canonical_url else None
+        if root is not None:
+            attach(index, root, "url", 1.0)
+            continue
+        root = by_hash.get(item.text_hash) if item.text_hash != EMPTY_TEXT_HASH else None
+        if root is not None:
+            attach(index, root, "text", 1.0)
+            continue
+        best: tuple[float, int] | None = None
+        if faiss_index is not None and faiss_index.ntotal:
+            k = min(params.neighbours, faiss_index.ntotal)
+            scores, rows = faiss_index.search(vectors[index:index + 1], k)
+            own = shingles_of(index)
+            for score, row in zip(scores[0], rows[0]):  # noqa: B905 - verbatim
+                if row < 0 or score < params.lexical_floor:
+                    continue
+                member = index_rows[row]
+                candidate = canonical[member]
+                if candidate == index:
+                    continue
+                other = shingles_of(member)
+                if min(len(own), len(other)) < params.min_shingles:
+                    continue
+                if is_near_duplicate(float(score), containment(own, other), params):  # noqa: SIM102 - verbatim
+                    if best is None or score > best[0]:
+                        best = (float(score), candidate)
+        if best is not None:
+            attach(index, best[1], "near", min(best[0], 1.0))
+            continue
+        # a new canonical: searchable by later new articles
+        register(index, index)
+        index_rows.append(index)
+        if faiss_index is None:
+            faiss_index = _reference_build_index(vectors, [])
+        faiss_index.add(np.ascontiguousarray(vectors[index:index + 1], dtype=np.float32))
+
+    links: list[Link] = []
+    for index, item in enumerate(items):
+        if index in outside:
+            continue
+        root = canonical[index]
+        while canonical[root] != root:
+            root = canonical[root]
+        new_canonical = None if root == index else items[root].article_id
+        if item.is_new or new_canonical != item.duplicate_of:
+            if new_canonical is None:
+                if not item.is_new:  # an old duplicate became canonical (cannot happen today)
+                    links.append(Link(item.article_id, item.article_id, "none", 0.0))
+                continue
+            kind, score = kinds.get(index, ("near", 1.0))
+            links.append(Link(item.article_id, new_canonical, kind, score))
+    return links
+
+
+def _reference_replace_root(table: dict[str, int], old: int, new: int, new_key: str | None) -> None:
+    for key, value in list(table.items()):
+        if value == old:
+            table[key] = new
+    if new_key:
+        table.setdefault(new_key, new)
+
+
+def _reference_build_index(vectors: np.ndarray, rows: Sequence[int]):  # noqa: ANN202 - faiss.IndexFlatIP
+    import faiss
+    import numpy as np
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    if len(rows):
+        index.add(np.ascontiguousarray(vectors[list(rows)], dtype=np.float32))
+    return index
+
+
+VOCABULARY = [f"w{i}" for i in range(300)]
+
+
+def random_texts(rng: random.Random, count: int) -> list[str]:
+    """Stories (shared words, few shared sequences), exact copies, near copies (edited, cut,
+    extended), same words in another order, and very short texts."""
+    stories = [rng.sample(VOCABULARY, 12) for _ in range(max(count // 25, 2))]
+    texts: list[str] = []
+    for _ in range(count):
+        roll = rng.random()
+        if texts and roll < 0.08:
+            texts.append(rng.choice(texts).upper() if rng.random() < 0.5 else rng.choice(texts))
+        elif texts and roll < 0.22:
+            words = rng.choice(texts).split()
+            words = [rng.choice(VOCABULARY) if rng.random() < 0.12 else w for w in words]
+            if rng.random() < 0.3:
+                words = words[:max(len(words) // 2, 3)]
+            elif rng.random() < 0.3:
+                words += rng.sample(VOCABULARY, 10)
+            texts.append(" ".join(words))
+        elif texts and roll < 0.26:
+            words = rng.choice(texts).split()
+            rng.shuffle(words)
+            texts.append(" ".join(words))
+        elif roll < 0.30:
+            texts.append(" ".join(rng.sample(VOCABULARY, rng.randint(0, 3))))
+        else:
+            story = rng.choice(stories)
+            texts.append(" ".join(rng.choice(story) if rng.random() < 0.6 else rng.choice(VOCABULARY)
+                                  for _ in range(rng.randint(15, 60))))
+    return texts
+
+
+def random_vectors(rng: random.Random, texts: Sequence[str], planted: str) -> np.ndarray:
+    """``hashing``: the bag-of-words embedder (a small width, so that unrelated texts collide too);
+    ``random``: random directions, and for each copy of an earlier text (same first words) a
+    vector at a random cosine of 0.5–1.0 to it, sometimes exactly equal (ties)."""
+    if planted == "hashing":
+        return HashingEmbedder(48).embed(list(texts))
+    generator = np.random.default_rng(rng.randrange(2 ** 32))
+    vectors = generator.standard_normal((len(texts), 24)).astype(np.float32)
+    first: dict[str, int] = {}
+    for i, text in enumerate(texts):
+        key = " ".join(text.lower().split()[:3])
+        if key in first and key:
+            base = vectors[first[key]]
+            cosine = 1.0 if rng.random() < 0.2 else rng.uniform(0.5, 1.0)
+            noise = generator.standard_normal(24).astype(np.float32)
+            noise -= (noise @ base) / (base @ base) * base
+            vectors[i] = cosine * base / np.linalg.norm(base) + np.sqrt(1 - cosine ** 2) * noise / np.linalg.norm(noise)
+        first.setdefault(key, i)
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def two_runs(seed: int, planted: str, old: int, new: int) -> tuple[list[DedupItem], list[DedupItem], np.ndarray]:
+    """A first run (every article new) and a second run over the same window with ``new`` more
+    articles, some published before old ones (late arrivals take over their groups), and old
+    copies whose canonical has left the window.  The old articles carry the reference's links."""
+    rng = random.Random(seed)
+    texts = random_texts(rng, old + new)
+    vectors = random_vectors(rng, texts, planted)
+    urls = [f"https://x.test/{rng.randrange((old + new) * 4)}" if rng.random() < 0.5 else None for _ in texts]
+    minutes = [rng.uniform(0, 5000) for _ in texts]
+    first = [DedupItem(article_id=i + 1, published=T0 + timedelta(minutes=minutes[i]), text=texts[i],
+                       canonical_url=urls[i], text_hash=text_hash("", texts[i]), is_new=True) for i in range(old)]
+    links = {link.article_id: link for link in reference_find_duplicates(first, vectors[:old], PARAMS)}
+    second = []
+    for i, it in enumerate(first):
+        link = links.get(it.article_id)
+        outside = link is None and rng.random() < 0.03
+        second.append(DedupItem(
+            article_id=it.article_id, published=it.published, text=it.text, canonical_url=it.canonical_url,
+            text_hash=it.text_hash, is_new=False, duplicate_of=10 ** 6 + i if outside else link and link.canonical_id,
+            link_kind=link.kind if link else ("near" if outside else None),
+            link_score=link.score if link else (0.9 if outside else None)))
+    second += [DedupItem(article_id=old + i + 1, published=T0 + timedelta(minutes=minutes[old + i] - 300),
+                         text=texts[old + i], canonical_url=urls[old + i], text_hash=text_hash("", texts[old + i]),
+                         is_new=True) for i in range(new)]
+    return first, second, vectors
+
+
+def same_links(items: list[DedupItem], vectors: np.ndarray, params: DedupParams) -> int:
+    expected = reference_find_duplicates(items, vectors, params)
+    found = find_duplicates(items, vectors, params)
+    assert [(link.article_id, link.canonical_id, link.kind) for link in found] == \
+        [(link.article_id, link.canonical_id, link.kind) for link in expected]
+    assert np.allclose([link.score for link in found], [link.score for link in expected], rtol=0, atol=1e-5)
+    return sum(link.kind == "near" for link in expected)
+
+
+@pytest.mark.parametrize("planted", ["hashing", "random"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("block", [512, 7])
+def test_batched_search_links_exactly_as_one_search_per_article(planted: str, seed: int, block: int,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Thousands of articles, two runs each, shipped and looser thresholds, few neighbours:
+    the same links (ids, kinds; scores to float precision) as the reference."""
+    monkeypatch.setattr(dedup, "SEARCH_BLOCK", block)
+    first, second, vectors = two_runs(seed, planted, old=1500, new=1100)
+    loose = DedupParams(near_threshold=0.7, shingle_threshold=0.3, lexical_only_threshold=0.4, lexical_floor=0.4,
+                        neighbours=3)
+    near_links = 0
+    for params in (PARAMS, loose):
+        near_links += same_links(first, vectors[:len(first)], params)
+        near_links += same_links(second, vectors, params)
+    assert near_links > 50  # the comparison saw near-duplicate decisions, not only exact keys
+
+
+def test_batched_search_reports_progress_per_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dedup, "SEARCH_BLOCK", 4)
+    items = [item(i, f"text number {i} " * 3, minutes=i) for i in range(1, 11)] + [item(11, QUAKE, new=False)]
+    calls: list[tuple[int, int]] = []
+    find_duplicates(items, HashingEmbedder(16).embed([it.text for it in items]), PARAMS,
+                    progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(4, 10), (8, 10), (10, 10)]

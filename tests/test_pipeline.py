@@ -706,3 +706,55 @@ def test_relative_and_file_url_feeds(tmp_path: Path) -> None:
         assert (reread.feeds_ok, reread.feeds_not_modified, reread.new_articles) == (5, 0, 0)
         assert (reread.stories_new, reread.stories_updated) == (0, 0)
         assert story_members(pipeline) == stories
+
+
+# --------------------------------------------------------------------------- long runs
+
+
+def many_articles(count: int) -> list[dict[str, Any]]:
+    return [topic_article(("quake", "rates", "final")[i % 3], f"src{i % 7}", seed=1000 + i, hours=i / count)
+            for i in range(count)]
+
+
+def test_progress_counts_embedding_chunks_dedup_blocks_and_announces_stories(tmp_path: Path) -> None:
+    from clustering.core import EMBED_CHUNK
+    from clustering.dedup import SEARCH_BLOCK
+
+    calls: list[tuple[str, int, int]] = []
+    count = max(EMBED_CHUNK, SEARCH_BLOCK) + 100  # more than one chunk and one block
+
+    def steps(stage: str, size: int) -> list[tuple[str, int, int]]:
+        return [(stage, min(done, count), count) for done in range(size, count + size, size)]
+
+    with open_pipeline(tmp_path / "news.db", hashing_config(), now=Clock(),
+                       progress=lambda *call: calls.append(call)) as pipeline:
+        pipeline.add_articles(many_articles(count))
+        report = pipeline.process()
+    assert calls == [*steps("embedding", EMBED_CHUNK), *steps("duplicates", SEARCH_BLOCK),
+                     ("stories", 0, count - report.duplicates)]
+    assert len(steps("embedding", EMBED_CHUNK)) > 1 and len(steps("duplicates", SEARCH_BLOCK)) > 1
+
+
+class FailingSecondChunkEmbedder(FailingOnceEmbedder):
+    """The hashing embedder, except that its second call raises (stopped in the middle of a first run)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("killed (simulated)")
+        return self.inner.embed(texts)
+
+
+def test_an_embedding_failure_keeps_the_chunks_embedded_before_it(tmp_path: Path) -> None:
+    from clustering.core import EMBED_CHUNK
+
+    count = EMBED_CHUNK + 40
+    with open_pipeline(tmp_path / "news.db", hashing_config(), embedder=FailingSecondChunkEmbedder(),
+                       now=Clock()) as pipeline:
+        pipeline.add_articles(many_articles(count))
+        with pytest.raises(EmbeddingError, match="killed"):
+            pipeline.process()
+        assert len(pipeline.store.articles_without_embedding(pipeline.model_name)) == count - EMBED_CHUNK
+        report = pipeline.process()  # the embedder works again: only the rest is embedded
+        assert report.embedded == count - EMBED_CHUNK
+        assert not pipeline.store.has_unprocessed()

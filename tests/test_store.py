@@ -124,10 +124,14 @@ def test_migration_tolerates_another_process_migrating_first(db_path: Path) -> N
         late.close()
 
 
+VERSION_2 = SCHEMA[:SCHEMA.index("-- schema version 3")]
+"""The schema as clustering made it before version 3 (no pending index, no tallies)."""
+
+
 def test_version_1_database_is_migrated_keeping_its_data(db_path: Path) -> None:
     """A database made by clustering 0.1.0 (schema 1: no pending_group) opens and keeps its rows."""
-    version_1 = SCHEMA.replace("    pending_group TEXT,\n", "")
-    assert version_1 != SCHEMA
+    version_1 = VERSION_2.replace("    pending_group TEXT,\n", "")
+    assert version_1 != VERSION_2
     with sqlite3.connect(db_path) as raw:
         raw.executescript(version_1)
         raw.execute("INSERT INTO articles (source, entry_key, title, summary, published, first_seen, text_hash)"
@@ -145,7 +149,38 @@ def test_version_1_database_is_migrated_keeping_its_data(db_path: Path) -> None:
     finally:
         migrated.close()
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+
+
+def test_version_2_database_is_migrated_keeping_its_data(db_path: Path) -> None:
+    """A database of schema 2 gains the pending index and the story tally, counted from its rows."""
+    with sqlite3.connect(db_path) as raw:
+        raw.executescript(VERSION_2)
+        for key in ("k1", "k2", "k3"):
+            raw.execute("INSERT INTO articles (source, entry_key, title, summary, published, first_seen, text_hash,"
+                        " pending_group) VALUES ('wire', ?, 'Old article', '', '2024-05-01T12:00:00Z',"
+                        " '2024-05-01T12:00:00Z', 'h', ?)", (key, "p3" if key == "k3" else None))
+        raw.executemany("INSERT INTO stories (id, created, updated) VALUES (?, 'x', 'x')", [("s1",), ("s2",), ("s9",)])
+        raw.executemany("INSERT INTO story_members (article_id, story_id, added) VALUES (?, ?, 'x')",
+                        [(1, "s1"), (2, "s2")])  # s9 has no members left
+        raw.execute("PRAGMA user_version = 2")
+    migrated = Store(db_path)
+    try:
+        assert migrated.story_count() == 2
+        window = migrated.window(T0 - timedelta(days=1))
+        assert [(a.id, a.story_id, a.pending_group) for a in window] == [(1, "s1", None), (2, "s2", None),
+                                                                         (3, None, "p3")]
+        with migrated.transaction():
+            migrated.add_story_members({2: "s1", 3: "s9"}, T0)  # s2 empties, s9 fills again
+            migrated.set_pending({})
+        assert migrated.story_count() == 2
+        assert [a.pending_group for a in migrated.window(T0 - timedelta(days=1))] == [None, None, None]
+    finally:
+        migrated.close()
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+        indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert "articles_pending" in indexes
 
 
 def test_set_pending_replaces_the_previous_runs_groups(store: Store) -> None:
@@ -333,6 +368,60 @@ def test_add_story_members_moves_an_article_and_story_ids_remember_every_story(s
         store.add_story_members({a: "s2"}, T0 + timedelta(hours=2))
     assert store.story_count() == 1  # s1 has no members left
     assert store.story_ids() == {"s1", "s2"}  # but its id is never given again
+
+
+def test_existing_story_ids_finds_the_ids_named_after_the_articles(store: Store) -> None:
+    ids = add(store, *(article(f"k{i}") for i in range(130)))
+    with store.transaction():
+        store.add_story_members({ids[11]: "s12", ids[12]: "s12-2", ids[13]: "s120", ids[14]: "s7", ids[15]: "s12-3"},
+                                T0)
+    assert store.existing_story_ids([12, 5]) == {"s12", "s12-2", "s12-3"}  # not s120: a different article
+    assert store.existing_story_ids([120, 7, 8]) == {"s120", "s7"}
+    assert store.existing_story_ids([]) == set()
+    assert store.existing_story_ids(range(200)) == store.story_ids()
+
+
+def test_story_count_is_kept_by_triggers_through_every_kind_of_change(db_path: Path) -> None:
+    """Random memberships, moves, duplicate links and deletions (cascades included): the
+    running count always equals counting the memberships."""
+    rng = np.random.default_rng(5)
+    store = Store(db_path)
+    try:
+        ids = add(store, *(article(f"k{i}", published=T0 + timedelta(minutes=i)) for i in range(60)))
+        for step in range(40):
+            with store.transaction():
+                chosen = rng.choice(ids, size=int(rng.integers(1, 8)), replace=False)
+                store.add_story_members({int(a): f"s{int(rng.integers(1, 12))}" for a in chosen}, T0)
+                if step % 3 == 0:
+                    copy, canonical = (int(x) for x in rng.choice(ids, size=2, replace=False))
+                    store.save_duplicates([(copy, canonical, "near", 0.9)], T0)
+                if step % 7 == 6:
+                    gone = ids.pop(int(rng.integers(len(ids))))
+                    store._write("DELETE FROM articles WHERE id = ?", (gone,))
+                if step % 11 == 10:
+                    store._write("DELETE FROM stories WHERE id = ?", (f"s{int(rng.integers(1, 12))}",))
+            counted = store._query("SELECT count(DISTINCT story_id) FROM story_members")[0][0]
+            assert store.story_count() == counted, step
+        assert 0 < store.story_count() < 12
+    finally:
+        store.close()
+
+
+def test_articles_without_embedding_reads_the_window_and_the_unprocessed_only(store: Store) -> None:
+    since = T0 - timedelta(days=3)
+    old_done, old_new, recent_done, recent_new = add(
+        store, article("old-done", published=T0 - timedelta(days=30)),
+        article("old-new", published=T0 - timedelta(days=30)), article("recent-done"), article("recent-new"))
+    with store.transaction():
+        store.mark_processed([old_done, recent_done])
+    everything = [old_done, old_new, recent_done, recent_new]
+    assert [r["id"] for r in store.articles_without_embedding(MODEL, since)] == [old_new, recent_done, recent_new]
+    assert [r["id"] for r in store.articles_without_embedding(MODEL)] == [old_new, recent_new]  # unprocessed only
+    with store.transaction():
+        store.save_embeddings(MODEL, everything, np.eye(4, 8, dtype=np.float32))
+    assert store.articles_without_embedding(MODEL, since) == []
+    # another model: the window and the unprocessed are embedded again, the old processed one is not
+    assert [r["id"] for r in store.articles_without_embedding("other", since)] == [old_new, recent_done, recent_new]
 
 
 # --- feeds ------------------------------------------------------------------------------------------
