@@ -97,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--title", metavar="FIELD", help="title field (default: first line of the text)")
     evaluate.add_argument("--time", metavar="FIELD", help="publication time field (ISO-8601 or Unix seconds)")
     evaluate.add_argument("--source", metavar="FIELD", help="source/outlet field")
+    evaluate.add_argument("--id", metavar="FIELD", help="document id field (names documents in warnings and "
+                                                        "assignments)")
     evaluate.add_argument("--topic-label", metavar="FIELD", help="coarser gold label: also score topics")
     evaluate.add_argument("--stream", action="store_true", help="feed the corpus in chunks, as cron runs would")
     evaluate.add_argument("--chunks", type=int, default=10, metavar="N", help="stream mode: runs (default 10)")
@@ -256,7 +258,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.model:
         config = dataclasses.replace(config, model=args.model)
     docs = load_labelled(Path(args.path), text_field=args.text, label_field=args.label, title_field=args.title,
-                         time_field=args.time, topic_field=args.topic_label, source_field=args.source)
+                         time_field=args.time, topic_field=args.topic_label, source_field=args.source,
+                         id_field=args.id)
     if not args.title:
         docs = [dataclasses.replace(d, title=title, text=body)
                 for d in docs for title, body in [split_headline(d.text)]]
@@ -269,7 +272,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result.as_dict())
         return 0
-    print(f"{result.documents} documents, {result.mode} ({result.runs} runs), {result.seconds:.1f} s; "
+    skipped = f" ({len(result.skipped)} without text skipped)" if result.skipped else ""
+    print(f"{result.documents} documents{skipped}, {result.mode} ({result.runs} runs), {result.seconds:.1f} s; "
           f"duplicates: {result.duplicates['links']} ({result.duplicates['exact']} exact, "
           f"{result.duplicates['near']} near)")
     keys = ["b3_precision", "b3_recall", "b3_f1", "pair_f1", "ari", "ami", "n_clusters", "unassigned"]

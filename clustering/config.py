@@ -9,6 +9,7 @@ stories.py), so a key documented there is a key accepted here.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import datetime
 import math
 import re
@@ -22,6 +23,8 @@ from .embed import DEFAULT_DEVICE, DEFAULT_MODEL, EMBED_BATCH_SIZE, is_device
 from .errors import ConfigError, quote_value
 from .stories import StoryParams
 
+log = logging.getLogger(__name__)
+
 DEFAULT_DATABASE = "clustering.db"
 DEFAULT_WINDOW_DAYS = 3.0
 """Articles older than this (by publication time) leave the dedup and story window:
@@ -29,6 +32,18 @@ stories of one event rarely run longer; longer windows cost time and merge recur
 events (the second earthquake in the same region)."""
 DEFAULT_POLL_INTERVAL_MINUTES = 15.0
 """Minimum minutes between two fetches of one feed (a feed may set its own)."""
+
+RETIRED_KEYS = {
+    "settings.stories": {
+        "attach_threshold": "since 0.2 an article in no group joins the story its close neighbours belong to "
+                            "(docs/design.md, Stories)",
+        "short_attach_threshold": "since 0.2 an article in no group joins the story its close neighbours "
+                                  "belong to (docs/design.md, Stories)",
+        "min_samples": "since 0.2 HDBSCAN only finds dense cores (min_samples 1); average linkage decides "
+                       "how far a story reaches (docs/design.md, Stories)",
+    },
+}
+"""Keys earlier versions documented, accepted with a warning so that an old feeds.yaml still runs."""
 
 _FEED_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._@+-]{0,99}$")
 
@@ -170,7 +185,12 @@ class _Reader:
     def params(self, node: Any, cls: type, key: str, parent: Any) -> Any:
         mapping = self.mapping(node, key, parent, key.rsplit(".", 1)[-1])
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        self.check_keys(mapping, set(fields), key)
+        retired = RETIRED_KEYS.get(key, {})
+        for name in mapping:
+            if name in retired:
+                log.warning("%s:%s: key '%s.%s' is no longer used and is ignored: %s", self.path,
+                            _line(mapping, name) or "?", key, name, retired[name])
+        self.check_keys(mapping, set(fields) | set(retired), key)
         values = {}
         for name, spec in fields.items():
             default = getattr(cls(), name)

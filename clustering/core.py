@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from . import dedup, stories
+from . import dedup, labels, stories
 from .config import Config, FeedConfig, load_config
 from .embed import Embedder, article_text, make_embedder
 from .errors import ConfigError, EmbeddingError, FeedError, NotFoundError, StorageError
@@ -77,8 +77,9 @@ class ProcessReport:
     stories_updated: int
     stories_total: int
     unassigned: int
-    moved: int = 0      # articles that left a story for a new one split off it
+    moved: int = 0      # articles that left their story (a split, or a merge into another story)
     pending: int = 0    # articles in new groups waiting a run for confirmation
+    merged: int = 0     # stories that merged into another story
 
 
 class Pipeline:
@@ -139,7 +140,7 @@ class Pipeline:
             stories_new=processed.stories_new, stories_updated=processed.stories_updated,
             stories_total=processed.stories_total, unassigned=processed.unassigned,
             seconds=round(time.monotonic() - started, 3), failed_feeds=ingest.failed_feeds,
-            moved=processed.moved, pending=processed.pending)
+            moved=processed.moved, pending=processed.pending, merged=processed.merged)
 
     def ingest(self, *, force: bool = False) -> IngestReport:
         self._check_writable()
@@ -283,13 +284,14 @@ class Pipeline:
         canonical_vectors = vectors[[position[a.id] for a in canonical]] if canonical else vectors[:0]
         taken_ids = self.store.existing_story_ids(a.id for a in canonical)  # the ids a new story could take
         self._report("stories", 0, len(canonical))
-        docs = [stories.StoryDoc(article_id=a.id, title=a.title, text=article_text(a.title, a.summary),
+        docs = [stories.StoryDoc(article_id=a.id, title=a.title, text=a.summary,
                                  published=a.published, source=a.source, story_id=a.story_id,
                                  is_new=not a.processed, pending_group=a.pending_group) for a in canonical]
         assignment = stories.assign_stories(docs, canonical_vectors, self.config.stories,
                                             taken_ids=taken_ids)
         with self.store.transaction():
             self.store.add_story_members(assignment.story_of, now)
+            self.store.record_lineage(assignment.merged_into, assignment.split_from)
             self.store.set_pending(assignment.pending)
             self._relabel(canonical, canonical_vectors, assignment.story_of)
             self.store.mark_processed(unprocessed)
@@ -302,7 +304,8 @@ class Pipeline:
                              stories_new=len(assignment.new_story_ids),
                              stories_updated=len(assignment.updated_story_ids),
                              stories_total=self.store.story_count(), unassigned=unassigned,
-                             moved=len(assignment.moved_from), pending=len(assignment.pending))
+                             moved=len(assignment.moved_from), pending=len(assignment.pending),
+                             merged=len(assignment.merged_into))
 
     def _report(self, stage: str, done: int, total: int) -> None:
         if self._progress is not None:
@@ -353,25 +356,25 @@ class Pipeline:
         """Labels and topics for every story with members in the window."""
         import numpy as np
 
-        story_by_article = {a.id: (story_of.get(a.id) or a.story_id) for a in canonical}
         row_of = {a.id: i for i, a in enumerate(canonical)}
-        members: dict[str, list[int]] = {}
-        for article_id, story_id in story_by_article.items():
+        members: dict[str, list[WindowArticle]] = {}
+        for article in canonical:
+            story_id = story_of.get(article.id) or article.story_id
             if story_id is not None:
-                members.setdefault(story_id, []).append(article_id)
+                members.setdefault(story_id, []).append(article)
         if not members:
             return
-        by_id = {a.id: a for a in canonical}
         story_ids = sorted(members, key=lambda s: (len(s), s))
-        labels = stories.story_labels(
-            {s: [by_id[i].title for i in members[s]] for s in story_ids},
-            {s: [article_text(by_id[i].title, by_id[i].summary) for i in members[s]] for s in story_ids},
-            {s: vectors[[row_of[i] for i in members[s]]] for s in story_ids},
-            self.config.stories.keywords)
-        centroids = np.stack([vectors[[row_of[i] for i in members[s]]].mean(axis=0) for s in story_ids])
-        topics = stories.group_topics(story_ids, centroids, self.config.stories.topic_threshold,
-                                      self.config.stories.topic_pair_threshold)
-        self.store.update_story_labels(labels, topics)
+        current = self.store.story_label_texts(story_ids)
+        texts = {s: labels.StoryText(titles=[a.title for a in members[s]],
+                                     texts=[article_text(a.title, a.summary) for a in members[s]],
+                                     vectors=vectors[[row_of[a.id] for a in members[s]]],
+                                     current_label=current.get(s, "")) for s in story_ids}
+        found = labels.story_labels(texts, self.config.stories.keywords)
+        centroids = np.stack([texts[s].vectors.mean(axis=0) for s in story_ids])
+        topics = labels.group_topics(story_ids, centroids, self.config.stories.topic_threshold,
+                                     self.config.stories.topic_pair_threshold)
+        self.store.update_story_labels(found, topics)
 
     # --- reading ------------------------------------------------------------------------
     def stories(self, *, since: datetime | None = None, limit: int | None = None) -> list[Story]:
@@ -388,6 +391,9 @@ class Pipeline:
             raise NotFoundError(f"no story with id {story_id!r} (story ids are strings)")
         found = self.store.stories(story_ids=[valid_unicode(story_id)])
         if not found:
+            successor = self.store.story_successor(valid_unicode(story_id))
+            if successor is not None:
+                raise NotFoundError(f"story {story_id!r} was merged into {successor!r}: its articles are there now")
             raise NotFoundError(f"no story with id {story_id!r}")
         story = found[0]
         articles = tuple(self.store.articles(story.article_ids))

@@ -31,7 +31,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,13 @@ class LabelledDoc:
     source: str | None = None
     topic_label: str | None = None
     doc_id: str | None = None
+    line: int | None = field(default=None, compare=False)  # where it starts in its file (JSON array: record number)
+
+    def describe(self, index: int) -> str:
+        """How a message names this document: its position, line and id."""
+        where = [f"line {self.line}"] if self.line is not None else []
+        where += [f"id {self.doc_id!r}"] if self.doc_id is not None else []
+        return f"document {index}" + (f" ({', '.join(where)})" if where else "")
 
 
 def split_headline(text: str) -> tuple[str, str]:
@@ -128,7 +135,7 @@ def _doc(record: Mapping[str, Any], named: dict[str, str], path: Path,
         elif value is not None:
             value = str(value)
         values[role] = value
-    return LabelledDoc(**values)
+    return LabelledDoc(**values, line=line)
 
 
 def _parse_time(value: object, *, path: Path, key: str, line: int) -> datetime | None:

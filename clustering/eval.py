@@ -10,6 +10,7 @@ model in ``cache_dir`` so re-running costs seconds.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import random
 import re
@@ -24,6 +25,7 @@ from typing import Any
 from .config import Config
 from .corpora import LabelledDoc
 from .embed import Embedder, make_embedder
+from .errors import ConfigError
 from .metrics import cluster_scores, id_churn
 
 DEFAULT_CHUNKS = 10
@@ -31,6 +33,11 @@ DEFAULT_CHUNKS = 10
 
 UNDATED_BASE = datetime(2000, 1, 1, tzinfo=timezone.utc)
 """Publication time given to undated documents (all the same: no time signal)."""
+
+MAX_SKIPPED_NAMED = 10
+"""Documents without text named one by one in the warnings; the rest are counted."""
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "clustering" / "embeddings"
 
@@ -101,12 +108,13 @@ class EvalResult:
     runs: int
     id_churn: float | None
     assignments: tuple[dict[str, Any], ...]
+    skipped: tuple[int, ...] = ()      # indices of documents without any text (not scored)
 
     def as_dict(self) -> dict[str, Any]:
         story = dict(self.story)
         result: dict[str, Any] = {"mode": self.mode, "documents": self.documents, "story": story,
                                   "duplicates": self.duplicates, "seconds": round(self.seconds, 2),
-                                  "runs": self.runs}
+                                  "runs": self.runs, "skipped": list(self.skipped)}
         if self.topic is not None:
             result["topic"] = self.topic
         if self.id_churn is not None:
@@ -131,15 +139,24 @@ def evaluate(docs: Sequence[LabelledDoc], *, config: Config | None = None, embed
     from .types import ArticleInput
 
     if not docs:
-        raise ValueError("no documents to evaluate")
+        raise ConfigError("no documents to evaluate")
+    skipped = [i for i, doc in enumerate(docs) if not (doc.title or "").strip() and not doc.text.strip()]
+    for i in skipped[:MAX_SKIPPED_NAMED]:
+        log.warning("skipped %s: it has no text (it is left out of the scores)", docs[i].describe(i))
+    if len(skipped) > MAX_SKIPPED_NAMED:
+        log.warning("skipped %d more documents without text", len(skipped) - MAX_SKIPPED_NAMED)
+    empty = set(skipped)
+    scored = [i for i in range(len(docs)) if i not in empty]
+    if not scored:
+        raise ConfigError("no document has any text to evaluate")
     base = config or Config()
     inner = embedder or make_embedder(base.model, device=base.embedding.device,
                                       batch_size=base.embedding.batch_size)
     cached = CachedEmbedder(inner, cache_dir) if cache_dir is not None else None
     use = cached or inner
-    order = _order(docs, seed) if stream else list(range(len(docs)))
-    runs = max(1, min(chunks, len(docs))) if stream else 1
-    size = math.ceil(len(docs) / runs)
+    order = [i for i in (_order(docs, seed) if stream else range(len(docs))) if i not in empty]
+    runs = max(1, min(chunks, len(order))) if stream else 1
+    size = math.ceil(len(order) / runs)
     batches = [order[i:i + size] for i in range(0, len(order), size)]
     article_of: dict[int, int] = {}
     history: list[list[str | None]] = []
@@ -163,8 +180,7 @@ def evaluate(docs: Sequence[LabelledDoc], *, config: Config | None = None, embed
                 pipeline.process()
                 if stream:
                     assigned = pipeline.store.article_assignments()
-                    history.append([assigned[article_of[i]][0] if i in article_of else None
-                                    for i in range(len(docs))])
+                    history.append([assigned[article_of[i]][0] if i in article_of else None for i in scored])
             assigned = pipeline.store.article_assignments()
             topics = pipeline.store.story_topics()
         finally:
@@ -178,25 +194,31 @@ def evaluate(docs: Sequence[LabelledDoc], *, config: Config | None = None, embed
     rows: list[dict[str, Any]] = []
     exact = near = 0
     for i in range(len(docs)):
+        if i not in article_of:
+            rows.append({"index": i, "story": None, "topic": None, "duplicate_of": None, "skipped": True,
+                         **({"id": docs[i].doc_id} if docs[i].doc_id is not None else {})})
+            continue
         story_id, canonical, kind = assigned[article_of[i]]
         topic_id = topics.get(story_id) if story_id else None
         story_pred.append(story_id)
         topic_pred.append(topic_id)
         rows.append({"index": i, "story": story_id, "topic": topic_id,
                      "duplicate_of": index_of.get(canonical) if canonical is not None else None})
+        if docs[i].doc_id is not None:
+            rows[-1]["id"] = docs[i].doc_id
         if kind == "near":
             near += 1
         elif kind is not None:
             exact += 1
-    with_topic = [d.topic_label for d in docs]
+    with_topic = [docs[i].topic_label for i in scored]
     topic_scores = cluster_scores(with_topic, topic_pred) if all(t is not None for t in with_topic) else None
     return EvalResult(
-        mode="stream" if stream else "batch", documents=len(docs),
-        story=_rounded(cluster_scores([d.label for d in docs], story_pred)),
+        mode="stream" if stream else "batch", documents=len(scored),
+        story=_rounded(cluster_scores([docs[i].label for i in scored], story_pred)),
         topic=_rounded(topic_scores) if topic_scores is not None else None,
         duplicates={"links": exact + near, "exact": exact, "near": near},
         seconds=seconds, runs=len(batches), id_churn=id_churn(history) if stream else None,
-        assignments=tuple(rows))
+        assignments=tuple(rows), skipped=tuple(skipped))
 
 
 def _rounded(scores: dict[str, float]) -> dict[str, float]:

@@ -24,7 +24,7 @@ def story_dict(story: Story) -> dict[str, object]:
             "sources": story.sources, "duplicates": story.duplicates, "first_seen": iso(story.first_seen),
             "last_seen": iso(story.last_seen), "topic_id": story.topic_id, "article_ids": list(story.article_ids),
             "canonical_sources": story.canonical_sources, "sources_with_duplicates": story.sources_with_duplicates,
-            "duplicate_count": story.duplicates}
+            "duplicate_count": story.duplicates, "split_from": story.split_from}
 
 
 def article_dict(article: Article, similarity: float | None = None) -> dict[str, object]:
@@ -65,7 +65,8 @@ def run_summary(report: RunReport) -> str:
             f"stories: {report.stories_new} new, {report.stories_updated} updated, {report.stories_total} total; "
             f"{report.unassigned} unassigned"
             + (f" ({report.pending} waiting for a second run)" if report.pending else "")
-            + (f"; {report.moved} articles moved to stories split off" if report.moved else "")
+            + (f"; {report.moved} articles moved (stories split or merged)" if report.moved else "")
+            + (f"; {report.merged} stories merged into others" if report.merged else "")
             + f"; {report.seconds:.1f} s")
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SQLITE_MAX_INTEGER = 2**63 - 1
 """The largest integer SQLite binds (a larger --limit means no limit)."""
 BUSY_TIMEOUT_MS = 30_000
@@ -62,6 +62,12 @@ so a run reads the number of stories instead of counting every membership ever s
 A story gains its first member or loses its last one only through these three events;
 ``INSERT OR REPLACE`` into story_members would delete without firing the delete trigger
 (SQLite fires it only with recursive_triggers), so the store writes memberships with UPSERT."""
+
+_VERSION_4 = [
+    # lineage: where a story's articles went when it merged into another, where a split came from
+    "ALTER TABLE stories ADD COLUMN merged_into TEXT",
+    "ALTER TABLE stories ADD COLUMN split_from TEXT",
+]
 
 SCHEMA = """
 CREATE TABLE feeds (
@@ -125,12 +131,13 @@ CREATE TABLE story_members (
 CREATE INDEX story_members_story ON story_members (story_id);
 -- schema version 3: what a run reads is found through an index, never by reading history
 """ + ";\n".join([*_VERSION_3, "INSERT INTO tallies (name, value) VALUES ('stories_with_members', 0)",
-                  *_TALLY_TRIGGERS]) + ";\n"
+                  *_TALLY_TRIGGERS, *_VERSION_4]) + ";\n"
 
 MIGRATIONS = {
     2: ["ALTER TABLE articles ADD COLUMN pending_group TEXT"],
     3: [*_VERSION_3, "INSERT INTO tallies (name, value) SELECT 'stories_with_members', count(DISTINCT story_id)"
         " FROM story_members", *_TALLY_TRIGGERS],
+    4: _VERSION_4,
 }
 """Statements that bring a database from the version before the key to the key's version."""
 
@@ -645,12 +652,38 @@ class Store:
             self._write("UPDATE stories SET label = ?, keywords = ?, topic_id = ? WHERE id = ?",
                         (label, json.dumps(list(keywords), ensure_ascii=False), topics.get(story_id), story_id))
 
+    def story_label_texts(self, story_ids: Sequence[str]) -> dict[str, str]:
+        """The stored headline of each of these stories."""
+        labels: dict[str, str] = {}
+        for start in range(0, len(story_ids), 500):
+            chunk = list(story_ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            for row in self._query(f"SELECT id, label FROM stories WHERE id IN ({marks})", chunk):
+                labels[row["id"]] = row["label"]
+        return labels
+
+    def record_lineage(self, merged_into: dict[str, str], split_from: dict[str, str]) -> None:
+        """Remember which story each merged one went into and which one a split came from."""
+        self._write_many("UPDATE stories SET merged_into = ? WHERE id = ?", ((t, s) for s, t in merged_into.items()))
+        self._write_many("UPDATE stories SET split_from = ? WHERE id = ?", ((f, s) for s, f in split_from.items()))
+
+    def story_successor(self, story_id: str) -> str | None:
+        """The story a merged story's articles are in now (following later merges too)."""
+        seen = {story_id}
+        successor = None
+        while True:
+            rows = self._query("SELECT merged_into FROM stories WHERE id = ?", (story_id,))
+            if not rows or rows[0][0] is None or rows[0][0] in seen:
+                return successor
+            story_id = successor = rows[0][0]
+            seen.add(story_id)
+
     def set_topics(self, topics: dict[str, str]) -> None:
         self._write_many("UPDATE stories SET topic_id = ? WHERE id = ?", ((t, s) for s, t in topics.items()))
 
     def stories(self, *, since: datetime | None = None, limit: int | None = None,
                 story_ids: Sequence[str] | None = None) -> list[Story]:
-        sql = ("SELECT s.id, s.label, s.keywords, s.topic_id, count(m.article_id) AS size,"
+        sql = ("SELECT s.id, s.label, s.keywords, s.topic_id, s.split_from, count(m.article_id) AS size,"
                " count(DISTINCT a.source) AS src, min(a.published) AS first, max(a.published) AS last,"
                " group_concat(m.article_id) AS ids,"
                " (SELECT count(*) FROM duplicates d JOIN story_members mm ON mm.article_id = d.canonical_id"
@@ -683,7 +716,7 @@ class Store:
                                 size=r["size"], sources=r["src"] + (r["dup_sources"] or 0),
                                 first_seen=first or last or UNREADABLE_TIME, last_seen=last or first or UNREADABLE_TIME,
                                 topic_id=r["topic_id"], article_ids=ids, duplicates=r["dups"] or 0,
-                                canonical_sources=r["src"]))
+                                canonical_sources=r["src"], split_from=r["split_from"]))
         return result
 
     def article_assignments(self) -> dict[int, tuple[str | None, int | None, str | None]]:

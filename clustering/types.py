@@ -96,6 +96,7 @@ class Story:
     article_ids: tuple[int, ...]
     duplicates: int = 0
     canonical_sources: int = 0
+    split_from: str | None = None   # the story most of its first articles left (a split), if any
 
     @property
     def sources_with_duplicates(self) -> int:
@@ -138,8 +139,9 @@ class RunReport:
     unassigned: int
     seconds: float
     failed_feeds: tuple[str, ...] = ()
-    moved: int = 0      # articles that left a story for a new one split off it
+    moved: int = 0      # articles that left their story (a split, or a merge into another story)
     pending: int = 0    # articles in new groups waiting a run for confirmation
+    merged: int = 0     # stories that merged into another story this run
 
     def as_dict(self) -> dict[str, object]:
         from dataclasses import asdict

@@ -530,10 +530,10 @@ def test_run_summary_mentions_waiting_and_moved_articles_only_when_there_are_som
                       duplicates=1, stories_new=1, stories_updated=2, stories_total=5, unassigned=4, seconds=1.25)
     assert run_summary(quiet) == ("feeds: 2 ok, 1 not modified, 0 failed, 0 not due; 9 new articles, 1 duplicates; "
                                   "stories: 1 new, 2 updated, 5 total; 4 unassigned; 1.2 s")
-    busy = RunReport(**{**quiet.as_dict(), "failed_feeds": (), "pending": 3, "moved": 2})
+    busy = RunReport(**{**quiet.as_dict(), "failed_feeds": (), "pending": 3, "moved": 2, "merged": 1})
     assert run_summary(busy).endswith("4 unassigned (3 waiting for a second run); "
-                                      "2 articles moved to stories split off; 1.2 s")
-    assert busy.as_dict()["pending"] == 3 and busy.as_dict()["moved"] == 2
+                                      "2 articles moved (stories split or merged); 1 stories merged into others; 1.2 s")
+    assert busy.as_dict()["pending"] == 3 and busy.as_dict()["moved"] == 2 and busy.as_dict()["merged"] == 1
 
 
 # --- progress on a terminal, nothing extra under cron ------------------------------------------------

@@ -65,6 +65,34 @@ def test_stream_mode_reports_churn_and_matches_batch_on_a_clear_corpus(tmp_path:
     assert stream.story["b3_f1"] == pytest.approx(batch.story["b3_f1"], abs=0.02)
 
 
+def test_documents_without_text_are_skipped_with_a_warning_naming_them(tmp_path: Path) -> None:
+    rows = [{"id": f"d{i}", "text": t, "label": "quake" if i < 5 else "bank"} for i, t in enumerate(QUAKE + BANK)]
+    rows.insert(3, {"id": "blank", "text": "   ", "label": "quake"})  # GoogleNews T and S hold one like it
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "hashing.yaml").write_text("settings:\n  model: hashing\n", encoding="utf-8")
+    out = _cli("eval", str(corpus), "--text", "text", "--label", "label", "--id", "id", "--config", "hashing.yaml",
+               "--json", "--no-cache", "--assignments", str(tmp_path / "a.jsonl"), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "skipped document 3 (line 4, id 'blank'): it has no text" in out.stderr
+    report = json.loads(out.stdout)
+    assert report["skipped"] == [3] and report["documents"] == 10
+    assert report["story"]["b3_f1"] == pytest.approx(1.0)
+    assignments = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()]
+    assert len(assignments) == 11 and assignments[3] == {"index": 3, "story": None, "topic": None,
+                                                          "duplicate_of": None, "skipped": True, "id": "blank"}
+    assert assignments[4]["id"] == "d3" and assignments[4]["story"] is not None
+    plain = _cli("eval", str(corpus), "--text", "text", "--label", "label", "--config", "hashing.yaml",
+                 "--no-cache", cwd=tmp_path)
+    assert plain.returncode == 0 and "10 documents (1 without text skipped), batch" in plain.stdout
+
+
+def test_a_corpus_without_any_text_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no document has any text"):
+        evaluate([LabelledDoc(text=" ", label="a")], config=Config(model="hashing"), cache_dir=None,
+                 work_dir=tmp_path)
+
+
 @pytest.mark.shared
 def test_cli_eval_json_contract_on_ecb_slice(shared_dir: Path, tmp_path: Path) -> None:
     rows = [json.loads(line) for line in

@@ -507,7 +507,8 @@ class KeyedEmbedder:
     (cosine ~0.99 within an event, 0.5 between events A, B and C: three events of one kind)."""
 
     BASES = {"A": [1.0, 0.0, 0.0, 0.0], "B": [0.5, 0.8660254, 0.0, 0.0], "C": [0.5, 0.0, 0.8660254, 0.0],
-             "Z": [0.0, 0.0, 0.0, 1.0]}
+             "Z": [0.0, 0.0, 0.0, 1.0],
+             "X": [0.839, 0.545, 0.0, 0.0]}  # between A (cosine 0.84) and B (0.89): an early article of B
     name = "keyed"
     dimension = 64
 
@@ -526,11 +527,11 @@ def keyed(event: str, numbers: Sequence[int]) -> list[dict[str, Any]]:
 
 
 def test_a_story_splits_and_a_small_look_alike_group_waits_one_run(tmp_path: Path) -> None:
-    config = hashing_config(stories={"lexical_weight": 0, "entity_weight": 0})
+    config = hashing_config(stories={"entity_weight": 0, "story_threshold": 0.6, "short_story_threshold": 0.6})
     clock = Clock()
     with open_pipeline(tmp_path / "split.db", config, embedder=KeyedEmbedder(), now=clock) as pipeline:
-        # run 1: event A, and one article of event B that joins A's story (the closest one)
-        pipeline.add_articles(keyed("A", [1, 2, 3, 4]) + keyed("B", [5]))
+        # run 1: event A, and an early article of event B close enough to A to join its story
+        pipeline.add_articles(keyed("A", [1, 2, 3, 4]) + keyed("X", [5]))
         first = pipeline.process()
         assert (first.stories_new, first.moved, first.pending) == (1, 0, 0)
         assert story_members(pipeline) == {"s1": (1, 2, 3, 4, 5)}
@@ -541,6 +542,7 @@ def test_a_story_splits_and_a_small_look_alike_group_waits_one_run(tmp_path: Pat
         assert (second.stories_new, second.stories_updated, second.moved) == (1, 1, 1)
         assert story_members(pipeline) == {"s1": (1, 2, 3, 4), "s5": tuple(range(5, 13))}
         assert pipeline.article(5).story_id == "s5"
+        assert {s.id: s.split_from for s in pipeline.stories()} == {"s1": None, "s5": "s1"}  # lineage
 
         # run 3: three articles of a third event of the same kind wait for confirmation...
         pipeline.add_articles(keyed("C", [13, 14, 15]))
@@ -554,6 +556,24 @@ def test_a_story_splits_and_a_small_look_alike_group_waits_one_run(tmp_path: Pat
         assert (fourth.stories_new, fourth.pending, fourth.unassigned) == (1, 0, 1)
         assert story_members(pipeline)["s13"] == (13, 14, 15)
         assert story_members(pipeline)["s1"] == (1, 2, 3, 4) and story_members(pipeline)["s5"] == tuple(range(5, 13))
+
+
+def test_two_stories_of_one_event_merge_and_the_old_id_says_where_it_went(tmp_path: Path) -> None:
+    """One event's first articles founded two stories (two runs, far apart in the graph only
+    by chance); once the window holds the whole event, one story absorbs the other."""
+    config = hashing_config(stories={"entity_weight": 0, "story_threshold": 0.6, "short_story_threshold": 0.6})
+    with open_pipeline(tmp_path / "merge.db", config, embedder=KeyedEmbedder(), now=Clock()) as pipeline:
+        pipeline.add_articles(keyed("A", [1, 2, 3]))
+        pipeline.process()
+        with pipeline.store.transaction():  # as if an earlier run had founded a second story of A
+            pipeline.store.add_story_members({2: "s2", 3: "s2"}, NOW)
+        assert story_members(pipeline) == {"s1": (1,), "s2": (2, 3)}
+        pipeline.add_articles(keyed("A", [4, 5]))
+        report = pipeline.process()
+        assert (report.merged, report.moved, report.stories_new) == (1, 1, 0)
+        assert story_members(pipeline) == {"s2": (1, 2, 3, 4, 5)}
+        with pytest.raises(NotFoundError, match="'s1' was merged into 's2'"):
+            pipeline.story("s1")
 
 
 # --------------------------------------------------------------------------- crash safety

@@ -55,9 +55,11 @@ class SampleRuns:
     not_due: RunReport
     reread: RunReport
     day2: RunReport
+    day3: Any
     after_day1: Snapshot
     after_reread: Snapshot
     after_day2: Snapshot
+    after_day3: Snapshot
 
     def entries(self, day: int | None = None, event: str | None = None) -> list[dict[str, Any]]:
         return [e for e in self.gold if (day is None or e["day"] == day) and (event is None or e["event"] == event)]
@@ -103,7 +105,13 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SampleRuns]:
         touch(folder / "feeds")
         day2 = pipeline.run(force=True)
         after_day2 = snapshot(pipeline, day1.new_articles + day2.new_articles)
-    yield SampleRuns(gold, day1, not_due, reread, day2, after_day1, after_reread, after_day2)
+        # the next run with anything new decides the groups that waited (one unrelated article)
+        pipeline.add_articles([{"title": "Harbor City marathon route announced", "source": "api",
+                                "text": "The marathon will start at the port and finish in the old town.",
+                                "published": max(a.published for a in after_day2.articles.values())}])
+        day3 = pipeline.process()
+        after_day3 = snapshot(pipeline, day1.new_articles + day2.new_articles)
+    yield SampleRuns(gold, day1, not_due, reread, day2, day3, after_day1, after_reread, after_day2, after_day3)
 
 
 def print_agreement(label: str, gold: list[dict[str, Any]], snap: Snapshot) -> None:
@@ -170,19 +178,25 @@ def day_one_story(runs: SampleRuns, event: str) -> str | None:
 
 
 def test_follow_ups_join_their_existing_story(runs: SampleRuns) -> None:
+    """A follow-up joins its day-1 story at once, or waits one run (a small group that resembles
+    a story: docs/design.md) and then joins it; it never goes to another story."""
     home = {event: day_one_story(runs, event) for event in FOLLOW_UP_EVENTS}
     print(f"\nday-1 stories of the follow-up events: {home}")
     home = {event: story_id for event, story_id in home.items() if story_id is not None}
     assert home, "no follow-up event formed a story on day 1"
     assert len(set(home.values())) == len(home)
-    joined = total = 0
+    joined = total = waiting = 0
     for event, story_id in home.items():
         follow_ups = runs.entries(day=2, event=event)
-        stories = [runs.after_day2.story_of(key(e)) for e in follow_ups]
-        print(f"{event}: day-1 story {story_id}, day-2 articles in {stories}")
-        assert stories.count(story_id) * 2 >= len(follow_ups), (event, story_id, stories)
-        joined, total = joined + stories.count(story_id), total + len(follow_ups)
-    print(f"follow-ups that joined their day-1 story: {joined} of {total}")
+        day2 = [runs.after_day2.story_of(key(e)) for e in follow_ups]
+        day3 = [runs.after_day3.story_of(key(e)) for e in follow_ups]
+        print(f"{event}: day-1 story {story_id}, day-2 articles in {day2}, after the next run in {day3}")
+        assert set(day2) <= {story_id, None} and set(day3) <= {story_id, None}, (event, story_id, day2, day3)
+        assert day3.count(story_id) * 2 >= len(follow_ups), (event, story_id, day3)
+        joined, total, waiting = joined + day2.count(story_id), total + len(follow_ups), waiting + day2.count(None)
+    assert waiting <= runs.day2.pending  # an unassigned follow-up is one that waits
+    assert joined * 3 >= total * 2
+    print(f"follow-ups that joined their day-1 story on day 2: {joined} of {total} ({waiting} waited a run)")
 
 
 def test_a_new_event_founds_a_new_story(runs: SampleRuns) -> None:

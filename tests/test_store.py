@@ -149,7 +149,7 @@ def test_version_1_database_is_migrated_keeping_its_data(db_path: Path) -> None:
     finally:
         migrated.close()
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 def test_version_2_database_is_migrated_keeping_its_data(db_path: Path) -> None:
@@ -178,9 +178,26 @@ def test_version_2_database_is_migrated_keeping_its_data(db_path: Path) -> None:
     finally:
         migrated.close()
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
         indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "articles_pending" in indexes
+        columns = {r[1] for r in raw.execute("PRAGMA table_info(stories)")}
+        assert {"merged_into", "split_from"} <= columns  # version 4: story lineage
+
+
+def test_lineage_names_where_a_merged_story_went_and_where_a_split_came_from(store: Store) -> None:
+    a, b, c = add(store, article("a"), article("b"), article("c"))
+    with store.transaction():
+        store.add_story_members({a: "s1", b: "s2", c: "s3"}, T0)
+        store.add_story_members({b: "s1", c: "s1"}, T0)  # s3 merged into s2, then s2 into s1
+        store.record_lineage({"s2": "s1", "s3": "s2"}, {"s4": "s1"})
+    assert store.story_successor("s3") == "s1"  # followed through the later merge
+    assert store.story_successor("s2") == "s1"
+    assert store.story_successor("s1") is None and store.story_successor("s404") is None
+    with store.transaction():
+        store.add_story_members({a: "s4"}, T0)
+        store.record_lineage({}, {"s4": "s1"})
+    assert {s.id: s.split_from for s in store.stories()} == {"s1": None, "s4": "s1"}
 
 
 def test_set_pending_replaces_the_previous_runs_groups(store: Store) -> None:

@@ -1,0 +1,226 @@
+"""cluster.py: the hybrid similarity, average linkage on the sparse graph, cores, the neighbour vote.
+
+Pure arrays; the deterministic HashingEmbedder stands in for the model."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+from clustering.cluster import (
+    ATTACH_SHARE,
+    StoryFeatures,
+    attach_by_neighbours,
+    average_linkage,
+    dense_cores,
+    edge_similarity,
+    group_similarity,
+    linkage_at,
+    merge_threshold,
+    propose_groups,
+    score_edges,
+    tfidf_rows,
+)
+from clustering.embed import HashingEmbedder
+from clustering.graph import build_graph
+from clustering.stories import StoryDoc, StoryParams, story_features
+
+PARAMS = StoryParams()
+EMBEDDER = HashingEmbedder(256)
+
+
+def blobs(centres: int, per_centre: int, dimension: int, spread: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(size=(centres, dimension))
+    rows = np.repeat(centre, per_centre, axis=0) + spread * rng.normal(size=(centres * per_centre, dimension))
+    rows = rows[rng.permutation(len(rows))]
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def plain_features(vectors: np.ndarray) -> StoryFeatures:
+    n = len(vectors)
+    return StoryFeatures(vectors=vectors, names=scipy.sparse.csr_matrix((n, 0), dtype=np.float32),
+                         log_words=np.zeros(n))
+
+
+def partition(labels: np.ndarray) -> set[frozenset[int]]:
+    groups: dict[int, set[int]] = {}
+    for row, label in enumerate(labels.tolist()):
+        groups.setdefault(label, set()).add(row)
+    return {frozenset(g) for g in groups.values()}
+
+
+# --- TF-IDF of token lists ---------------------------------------------------------------------------
+def test_tfidf_rows_match_sklearn_sublinear_tfidf() -> None:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    documents = [["a", "b", "b"], ["a", "c"], ["b", "c", "d"], ["a", "b", "c", "c", "c"], ["e"]]
+    ours = tfidf_rows(documents, min_articles=2, max_share=None).toarray()
+    theirs = TfidfVectorizer(analyzer=lambda d: d, sublinear_tf=True, min_df=2).fit_transform(documents).toarray()
+    assert np.allclose(np.sort(ours, axis=1), np.sort(theirs, axis=1), atol=1e-6)
+    assert np.allclose(ours @ ours.T, theirs @ theirs.T, atol=1e-6)
+    assert not ours[4].any()  # "e" links nothing: an empty row
+
+
+def test_tfidf_rows_drop_terms_in_too_many_documents() -> None:
+    documents = [["common", f"rare{i % 3}"] for i in range(9)]
+    rows = tfidf_rows(documents, min_articles=2, max_share=0.5)
+    assert rows.shape == (9, 3)  # "common" (in all 9) is gone
+    assert np.allclose(np.linalg.norm(rows.toarray(), axis=1), 1.0)
+
+
+# --- the similarity ----------------------------------------------------------------------------------
+def test_names_count_only_where_both_articles_have_some() -> None:
+    vectors = np.eye(3, dtype=np.float32)[[0, 0, 0]]  # embedding cosine 1 everywhere
+    names = scipy.sparse.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]], dtype=np.float32))
+    features = StoryFeatures(vectors=vectors, names=names, log_words=np.zeros(3))
+    heads, tails = np.array([0, 0]), np.array([1, 2])
+    similarity = edge_similarity(features, heads, tails, PARAMS)
+    w_e, w_n = PARAMS.embedding_weight, PARAMS.entity_weight
+    assert similarity[0] == pytest.approx(w_e / (w_e + w_n))  # both named, no name in common
+    assert similarity[1] == pytest.approx(1.0)  # article 2 has no names: the embedding decides alone
+
+
+def test_weights_are_relative() -> None:
+    docs = [StoryDoc(i, t, "", None, "s") for i, t in enumerate(  # type: ignore[arg-type]
+        ["Quake hits Northvale", "Northvale quake kills 12", "Bank of Eastmarch raises rates", "Rates rise"])]
+    vectors = EMBEDDER.embed([d.title for d in docs])
+    doubled = replace(PARAMS, embedding_weight=2 * PARAMS.embedding_weight, entity_weight=2 * PARAMS.entity_weight)
+    heads, tails = np.array([0, 0, 1, 2]), np.array([1, 2, 3, 3])
+    features = story_features(docs, vectors, PARAMS)
+    assert np.allclose(edge_similarity(features, heads, tails, PARAMS),
+                       edge_similarity(features, heads, tails, doubled))
+
+
+def test_group_similarity_is_the_average_over_article_pairs() -> None:
+    rng = np.random.default_rng(4)
+    vectors = blobs(2, 4, 8, 0.3, 4)
+    names = scipy.sparse.csr_matrix(np.where(rng.random((8, 5)) < 0.4, rng.random((8, 5)), 0.0), dtype=np.float32)
+    norms = np.maximum(np.linalg.norm(names.toarray(), axis=1), 1e-9)
+    names = scipy.sparse.csr_matrix(names.multiply(1 / norms[:, None]))
+    features = StoryFeatures(vectors=vectors, names=names, log_words=np.zeros(8))
+    group, other = [0, 1, 2], [3, 4, 5, 6, 7]
+    heads = np.repeat(group, len(other))
+    tails = np.tile(other, len(group))
+    w_e, w_n = PARAMS.embedding_weight, PARAMS.entity_weight
+    named = features.has_names.astype(float)
+    embedding = np.einsum("ij,ij->i", vectors[heads], vectors[tails]).mean()
+    name_dots = np.asarray(names[heads].multiply(names[tails]).sum(axis=1)).ravel().mean()
+    both = (named[heads] * named[tails]).mean()
+    expected = (w_e * embedding + w_n * name_dots) / (w_e + w_n * both)
+    assert group_similarity(features, group, [other], PARAMS)[0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_the_merge_threshold_follows_text_length() -> None:
+    words = np.array([1, 5, 10, 40, 320, 5000])
+    threshold = merge_threshold(np.log2(words), PARAMS)
+    assert threshold[0] == threshold[1] == pytest.approx(PARAMS.short_story_threshold)
+    assert threshold[4] == threshold[5] == pytest.approx(PARAMS.story_threshold)
+    assert np.all(np.diff(threshold) >= 0)
+    step = (PARAMS.story_threshold - PARAMS.short_story_threshold) / np.log2(320 / 5)
+    assert threshold[3] - threshold[2] == pytest.approx(2 * step)  # linear in log-length
+
+
+# --- average linkage on the graph --------------------------------------------------------------------
+@pytest.mark.parametrize(("seed", "cut"), [(1, 0.3), (2, 0.5), (3, 0.7), (4, 0.4)])
+def test_average_linkage_on_a_complete_graph_equals_scipy_average_linkage(seed: int, cut: float) -> None:
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    vectors = blobs(6, 12, 10, 0.6, seed)
+    n = len(vectors)
+    heads, tails = np.triu_indices(n, 1)
+    ours = linkage_at(vectors, heads, tails, cut)
+    distance = np.clip(1.0 - vectors.astype(np.float64) @ vectors.T.astype(np.float64), 0, 2)
+    np.fill_diagonal(distance, 0)
+    theirs = fcluster(linkage(squareform(distance, checks=False), "average"), t=1 - cut, criterion="distance")
+    assert partition(ours) == partition(theirs)
+    assert 1 < len(partition(ours)) < n  # the case is not trivial
+
+
+def test_average_linkage_only_merges_along_edges_and_starts_from_given_groups() -> None:
+    vectors = np.repeat(np.eye(4, dtype=np.float32)[:1], 4, axis=0)  # all identical
+    features = plain_features(vectors)
+    plain = StoryParams(embedding_weight=1.0, entity_weight=0.0)
+    no_edges = average_linkage(features, np.array([], dtype=np.int64), np.array([], dtype=np.int64), plain,
+                               np.full(4, -1))
+    assert no_edges.tolist() == [0, 1, 2, 3]
+    chain = average_linkage(features, np.array([0, 2]), np.array([1, 3]), plain, np.full(4, -1))
+    assert partition(chain) == {frozenset({0, 1}), frozenset({2, 3})}
+    started = average_linkage(features, np.array([0]), np.array([1]), plain, np.array([5, -1, 5, -1]))
+    assert partition(started) == {frozenset({0, 1, 2}), frozenset({3})}  # rows 0 and 2 began as one group
+
+
+# --- dense cores and the neighbour vote ---------------------------------------------------------------
+def test_dense_cores_run_per_connected_component() -> None:
+    """Two components, each two tight sub-blobs joined by looser edges: a core per sub-blob."""
+    rng = np.random.default_rng(7)
+    centres = np.zeros((4, 12))
+    centres[0, 0] = centres[2, 6] = 1.0
+    centres[1, :2] = centres[3, 6:8] = [0.8, 0.6]  # close to 0 / to 2
+    rows = np.repeat(centres, 10, axis=0) + 0.03 * rng.normal(size=(40, 12))
+    vectors = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    graph = build_graph(vectors, 12)
+    heads, tails = graph.edges()
+    similarity = np.einsum("ij,ij->i", vectors[heads], vectors[tails])
+    keep = similarity >= 0.5  # the two components never touch
+    labels = dense_cores(40, heads[keep], tails[keep], similarity[keep], 3)
+    found = [set(labels[start:start + 10].tolist()) - {-1} for start in range(0, 40, 10)]
+    assert all(found), found  # every dense sub-blob holds a core
+    assert all(not (a & b) for i, a in enumerate(found) for b in found[i + 1:])  # no core spans two
+    assert sum(len(f) for f in found) <= 6 and (labels >= 0).sum() >= 30  # cores, not crumbs
+
+
+def test_a_small_component_is_one_core_and_too_small_is_none() -> None:
+    heads, tails = np.array([0, 1, 3]), np.array([1, 2, 4])
+    labels = dense_cores(5, heads, tails, np.array([0.9, 0.9, 0.9]), 3)
+    assert labels.tolist() == [0, 0, 0, -1, -1]
+
+
+def test_a_lonely_article_joins_the_group_holding_most_of_its_close_neighbours() -> None:
+    heads = np.array([0, 0, 0, 5, 5])
+    tails = np.array([1, 2, 3, 1, 4])
+    similarity = np.array([0.9, 0.9, 0.9, 0.9, 0.9])
+    threshold = np.full(5, 0.5)
+    labels: list[int | None] = [None, 7, 7, 8, 8, None]
+    joined = attach_by_neighbours(labels, heads, tails, similarity, threshold, min_votes=2)
+    assert joined[0] == 7  # 2 of its 3 close neighbours are in group 7 (share 2/3)
+    assert joined[5] is None  # one vote each: not clear
+    assert pytest.approx(2 / 3) == ATTACH_SHARE
+    weak = attach_by_neighbours(labels, heads, tails, np.array([0.4] * 5), threshold, min_votes=2)
+    assert weak[0] is None  # neighbours below the threshold do not vote
+
+
+# --- propose_groups on text ---------------------------------------------------------------------------
+def quake(place: str, magnitude: str) -> list[str]:
+    return [
+        f"Magnitude {magnitude} earthquake hits {place}. Rescue teams in {place} search collapsed buildings.",
+        f"Rescue teams search collapsed buildings in {place} after magnitude {magnitude} earthquake.",
+        f"{place} earthquake: rescue teams search buildings that collapsed when the {magnitude} quake hit.",
+        f"After the {magnitude} earthquake in {place}, rescue teams search collapsed buildings across {place}.",
+    ]
+
+
+def propose(texts: list[str]) -> list[list[int]]:
+    docs = [StoryDoc(i, "", text, None, "feed") for i, text in enumerate(texts)]  # type: ignore[arg-type]
+    features = story_features(docs, EMBEDDER.embed(texts), PARAMS)
+    return propose_groups(features, score_edges(features, build_graph(features.vectors, PARAMS.neighbours),
+                                                PARAMS), PARAMS)
+
+
+def test_two_events_of_one_kind_are_told_apart_by_their_names() -> None:
+    texts = quake("Northvale", "6.1") + quake("Southport", "5.4") + ["Pinecrest bakery wins a sourdough award"]
+    assert propose(texts) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_without_names_the_same_texts_are_one_story() -> None:
+    """Lower-cased text has no names: the embedding alone decides (GoogleNews)."""
+    texts = [t.lower() for t in quake("Northvale", "6.1") + quake("Southport", "5.4")]
+    assert propose(texts) == [list(range(8))]
+
+
+def test_propose_groups_of_nothing() -> None:
+    assert propose([]) == []

@@ -1,0 +1,49 @@
+"""graph.py: exact k-nearest-neighbour lists, edges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clustering.graph import NeighbourGraph, build_graph
+
+
+def unit_rows(count: int, dimension: int, seed: int) -> np.ndarray:
+    rows = np.random.default_rng(seed).normal(size=(count, dimension)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_neighbours_are_the_exact_nearest_rows_best_first(seed: int) -> None:
+    vectors = unit_rows(300, 16, seed)
+    graph = build_graph(vectors, 7)
+    cosine = vectors @ vectors.T
+    np.fill_diagonal(cosine, -np.inf)
+    expected = np.argsort(-cosine, axis=1, kind="stable")[:, :7]
+    assert graph.neighbours.shape == (300, 7)
+    assert np.array_equal(np.sort(graph.neighbours, axis=1), np.sort(expected, axis=1))
+    assert np.allclose(graph.similarity, np.take_along_axis(cosine, graph.neighbours, axis=1), atol=1e-5)
+    assert np.all(np.diff(graph.similarity, axis=1) <= 1e-6)  # best first
+    assert not np.any(graph.neighbours == np.arange(300)[:, None])  # never itself
+
+
+def test_ties_are_broken_by_row_so_the_graph_is_reproducible() -> None:
+    vectors = np.repeat(unit_rows(1, 8, 5), 6, axis=0)  # six identical rows: every cosine ties
+    graph = build_graph(vectors, 3)
+    assert graph.neighbours[0].tolist() == [1, 2, 3]
+    assert graph.neighbours[4].tolist() == [0, 1, 2]
+    assert np.array_equal(build_graph(vectors, 3).neighbours, graph.neighbours)
+
+
+def test_small_windows() -> None:
+    assert build_graph(np.zeros((0, 4), dtype=np.float32), 5).size == 0
+    single = build_graph(unit_rows(1, 4, 1), 5)
+    assert single.neighbours.shape == (1, 0) and single.edges()[0].size == 0
+    pair = build_graph(unit_rows(2, 4, 1), 5)  # k is cut to what exists
+    assert pair.neighbours.tolist() == [[1], [0]]
+
+
+def test_edges_are_undirected_unique_and_skip_padding() -> None:
+    graph = NeighbourGraph(np.array([[1, 2], [0, -1], [0, 1]]), np.zeros((3, 2), dtype=np.float32))
+    heads, tails = graph.edges()
+    assert list(zip(heads.tolist(), tails.tolist(), strict=True)) == [(0, 1), (0, 2), (1, 2)]
