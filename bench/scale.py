@@ -20,7 +20,8 @@ in one transaction) under ``--work`` and copied for each measurement.
 
 Every measurement runs in a fresh child process, so its peak RSS (``ru_maxrss``) is its own.
 Each reports ``process()`` seconds split into store (every call into the Store, commits
-included), dedup (``dedup.find_duplicates``), stories (``stories.assign_stories``) and the rest
+included), dedup (``dedup.find_duplicates``), stories (the window graph and terms, then
+``stories.assign_stories``) and the rest
 (embedding, labels, topics).  The growth exponent is the log-log slope between sizes.
 
 Today's story stage is dense (about 28 bytes × N² of memory): sizes above 20,000 need
@@ -275,11 +276,12 @@ def instrument_store(store: Any, seconds: dict[str, float], methods: dict[str, f
 def child_process(database: Path) -> dict[str, Any]:
     """One timed ``process()`` with its stages; peak RSS of this process."""
     import clustering
-    from clustering import dedup, stories
+    from clustering import core, dedup, stories
 
     seconds: dict[str, float] = {}
     methods: dict[str, float] = {}
-    for module, name, stage in ((dedup, "find_duplicates", "dedup"), (stories, "assign_stories", "stories")):
+    for module, name, stage in ((dedup, "find_duplicates", "dedup"), (stories, "assign_stories", "stories"),
+                                (core.Pipeline, "_window_state", "stories")):
         original = getattr(module, name)
 
         def wrapped(*args: Any, _original: Callable[..., Any] = original, _stage: str = stage, **kwargs: Any) -> Any:
@@ -358,8 +360,17 @@ def progress(message: str) -> None:
 
 # --- the measurements ---------------------------------------------------------------------------------
 def copy_database(source: Path, target: Path) -> None:
-    """Copy, then write the copy out: a run's commits (fsync) must not wait for the copy's pages."""
+    """Copy, with its window cache (what the last run left for the next one), then write the copy
+    out: a run's commits (fsync) must not wait for the copy's pages."""
+    from clustering.window import cache_path
+
     shutil.copyfile(source, target)
+    cache, target_cache = cache_path(source), cache_path(target)
+    if cache is not None and target_cache is not None:
+        if cache.exists():
+            shutil.copyfile(cache, target_cache)
+        elif target_cache.exists():
+            target_cache.unlink()
     os.sync()
 
 

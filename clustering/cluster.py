@@ -33,7 +33,7 @@ short-text stories or merges full-article ones (docs/design.md).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -93,39 +93,47 @@ class StoryFeatures:
         return np.diff(self.names.indptr) > 0
 
 
-def tfidf_rows(documents: Sequence[Sequence[str]], min_articles: int,
-               max_share: float | None) -> scipy.sparse.csr_matrix:
+def tfidf_rows(documents: Sequence[Sequence[str]], min_articles: int, max_share: float | None,
+               frequency: Mapping[str, int] | None = None, total: int | None = None) -> scipy.sparse.csr_matrix:
     """Sublinear TF-IDF of token lists, rows L2-normalized; terms in fewer than
     ``min_articles`` documents (they link nothing) or in more than ``max_share`` of
     them (they separate nothing) are dropped.  A document with no kept term is an
-    empty row."""
+    empty row.  ``frequency`` (each term's document count) and ``total`` describe the
+    collection when ``documents`` are only part of it (the rows are then those the whole
+    collection would give)."""
     import numpy as np
     import scipy.sparse
 
-    n = len(documents)
+    if frequency is None:
+        frequency, total = document_frequency(documents), len(documents)
+    assert total is not None
+    limit = max_share * total if max_share is not None else float("inf")
     vocabulary: dict[str, int] = {}
     rows: list[int] = []
     columns: list[int] = []
-    counts: list[float] = []
+    weights: list[float] = []
     for row, tokens in enumerate(documents):
         for term, count in _counts(tokens).items():
+            df = frequency.get(term, 0)
+            if df < min_articles or df > limit:
+                continue
             rows.append(row)
             columns.append(vocabulary.setdefault(term, len(vocabulary)))
-            counts.append(count)
-    matrix = scipy.sparse.csr_matrix((np.asarray(counts, dtype=np.float64), (rows, columns)),
-                                     shape=(n, len(vocabulary)))
-    frequency = np.bincount(matrix.indices, minlength=matrix.shape[1])
-    keep = frequency >= min_articles
-    if max_share is not None:
-        keep &= frequency <= max_share * n
-    matrix = matrix[:, np.flatnonzero(keep)].tocsr()
-    frequency = frequency[keep]
-    matrix.data = 1.0 + np.log(matrix.data)
-    idf = np.log((1.0 + n) / (1.0 + frequency)) + 1.0
-    matrix = matrix.multiply(idf[None, :]).tocsr()
+            weights.append((1.0 + math.log(count)) * (math.log((1.0 + total) / (1.0 + df)) + 1.0))
+    matrix = scipy.sparse.csr_matrix((np.asarray(weights, dtype=np.float64), (rows, columns)),
+                                     shape=(len(documents), len(vocabulary)))
     norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
     norms[norms == 0] = 1.0
     return scipy.sparse.csr_matrix(matrix.multiply(1.0 / norms[:, None]), dtype=np.float32)
+
+
+def document_frequency(documents: Sequence[Sequence[str]]) -> dict[str, int]:
+    """In how many documents each term occurs."""
+    frequency: dict[str, int] = {}
+    for tokens in documents:
+        for term in set(tokens):
+            frequency[term] = frequency.get(term, 0) + 1
+    return frequency
 
 
 def _counts(tokens: Sequence[str]) -> dict[str, int]:
@@ -248,6 +256,8 @@ def average_linkage(features: StoryFeatures, heads: np.ndarray, tails: np.ndarra
     import numpy as np
     import scipy.sparse
 
+    from .graph import unique_keys
+
     n = features.size
     labels = _smallest_member_labels(start)
     use_words = _uses_words(features, params)
@@ -265,7 +275,7 @@ def average_linkage(features: StoryFeatures, heads: np.ndarray, tails: np.ndarra
         cross = a != b
         if not cross.any():
             break
-        keys = np.unique(np.minimum(a[cross], b[cross]) * n + np.maximum(a[cross], b[cross]))
+        keys = unique_keys(np.minimum(a[cross], b[cross]) * n + np.maximum(a[cross], b[cross]))
         left, right = keys // n, keys % n
         scores = np.empty(len(keys))
         fresh = changed[left] | changed[right]

@@ -23,6 +23,7 @@ from .embed import Embedder, article_text, make_embedder
 from .errors import ConfigError, EmbeddingError, FeedError, NotFoundError, StorageError
 from .store import NewArticle, Store, WindowArticle, run_lock
 from .types import Article, ArticleInput, DuplicateLink, FeedStatus, ParsedEntry, RunReport, Story, StoryDetail
+from .window import WindowState
 
 log = logging.getLogger("clustering")
 
@@ -94,6 +95,7 @@ class Pipeline:
         ``progress`` is told how long work advances (see ``Progress``)."""
         self.config = config
         self._embedder = embedder
+        self._window: WindowState | None = None   # the window's graph and terms, kept between runs
         self._now = now
         self._http_client = http_client
         if not isinstance(lock_wait_seconds, (int, float)) or not 0 <= lock_wait_seconds < math.inf:
@@ -284,20 +286,24 @@ class Pipeline:
         canonical_vectors = vectors[[position[a.id] for a in canonical]] if canonical else vectors[:0]
         taken_ids = self.store.existing_story_ids(a.id for a in canonical)  # the ids a new story could take
         self._report("stories", 0, len(canonical))
+        state = self._window_state(canonical, canonical_vectors)
         docs = [stories.StoryDoc(article_id=a.id, title=a.title, text=a.summary,
                                  published=a.published, source=a.source, story_id=a.story_id,
-                                 is_new=not a.processed, pending_group=a.pending_group) for a in canonical]
+                                 is_new=not a.processed, pending_group=a.pending_group,
+                                 terms=state.terms[a.id]) for a in canonical]
         assignment = stories.assign_stories(docs, canonical_vectors, self.config.stories,
-                                            taken_ids=taken_ids)
+                                            taken_ids=taken_ids, graph=state.graph)
         with self.store.transaction():
             self.store.add_story_members(assignment.story_of, now)
             self.store.record_lineage(assignment.merged_into, assignment.split_from)
             self.store.set_pending(assignment.pending)
-            self._relabel(canonical, canonical_vectors, assignment.story_of)
+            self._relabel(canonical, canonical_vectors, assignment)
             self.store.mark_processed(unprocessed)
         unassigned = sum(1 for a in canonical if a.story_id is None and a.id not in assignment.story_of)
-        stage.done("%d new, %d updated, %d unassigned", len(assignment.new_story_ids),
-                   len(assignment.updated_story_ids), unassigned)
+        clustered = len(canonical) if assignment.region is None else len(assignment.region)
+        stage.done("%d new, %d updated, %d unassigned; %d of %d window articles clustered afresh",
+                   len(assignment.new_story_ids), len(assignment.updated_story_ids), unassigned, clustered,
+                   len(canonical))
         new_ids = set(unprocessed)
         return ProcessReport(embedded=len(missing),
                              duplicates=sum(1 for link in links if link.article_id in new_ids),
@@ -352,10 +358,12 @@ class Pipeline:
         return self._window_start(now) if repaired else since
 
     def _relabel(self, canonical: Sequence[WindowArticle], vectors: Any,
-                 story_of: Mapping[int, str]) -> None:
-        """Labels and topics for every story with members in the window."""
+                 assignment: stories.StoryAssignment) -> None:
+        """Labels of the stories the run clustered (every story of the window on a first run
+        or a large one), topics of every story with members in the window."""
         import numpy as np
 
+        story_of = assignment.story_of
         row_of = {a.id: i for i, a in enumerate(canonical)}
         members: dict[str, list[WindowArticle]] = {}
         for article in canonical:
@@ -365,16 +373,49 @@ class Pipeline:
         if not members:
             return
         story_ids = sorted(members, key=lambda s: (len(s), s))
-        current = self.store.story_label_texts(story_ids)
+        if assignment.region is None:
+            relabelled = story_ids
+        else:
+            region = set(assignment.region)
+            touched = {story_of.get(i) or a.story_id for a in canonical if (i := a.id) in region}
+            touched |= set(assignment.moved_from.values())
+            relabelled = [s for s in story_ids if s in touched]
+        current = self.store.story_label_texts(relabelled)
         texts = {s: labels.StoryText(titles=[a.title for a in members[s]],
                                      texts=[article_text(a.title, a.summary) for a in members[s]],
                                      vectors=vectors[[row_of[a.id] for a in members[s]]],
-                                     current_label=current.get(s, "")) for s in story_ids}
+                                     current_label=current.get(s, "")) for s in relabelled}
         found = labels.story_labels(texts, self.config.stories.keywords)
-        centroids = np.stack([texts[s].vectors.mean(axis=0) for s in story_ids])
-        topics = labels.group_topics(story_ids, centroids, self.config.stories.topic_threshold,
+        import scipy.sparse
+
+        rows = np.asarray([row_of[a.id] for s in story_ids for a in members[s]])
+        group = np.repeat(np.arange(len(story_ids)), [len(members[s]) for s in story_ids])
+        membership = scipy.sparse.csr_matrix((np.ones(len(rows)), (group, rows)),
+                                             shape=(len(story_ids), len(canonical)))
+        sums = membership @ np.asarray(vectors, dtype=np.float64)
+        topics = labels.group_topics(story_ids, sums, self.config.stories.topic_threshold,
                                      self.config.stories.topic_pair_threshold)
         self.store.update_story_labels(found, topics)
+        self.store.set_topics({s: t for s, t in topics.items() if s not in found})
+
+    def _window_state(self, canonical: Sequence[WindowArticle], vectors: Any) -> WindowState:
+        """The window's neighbour lists and terms: this process's from the last run, else the
+        cache file's, updated for what changed; saved for the next run (window.py)."""
+        from . import window
+
+        started = time.monotonic()
+        path = window.cache_path(self.config.database)
+        previous = self._window if self._window is not None else window.load(path)
+        by_id = {a.id: a for a in canonical}
+        state, report = window.refresh(previous, [a.id for a in canonical], vectors,
+                                       lambda article_id: (by_id[article_id].title, by_id[article_id].summary),
+                                       model=self.model_name, neighbours=self.config.stories.neighbours)
+        window.save(path, state)
+        self._window = state
+        log.debug("window graph: %s, %d of %d articles searched, %d read for names, %.1f s",
+                  "rebuilt" if report.rebuilt else "updated", report.searched, len(canonical), report.new_terms,
+                  time.monotonic() - started)
+        return state
 
     # --- reading ------------------------------------------------------------------------
     def stories(self, *, since: datetime | None = None, limit: int | None = None) -> list[Story]:

@@ -466,7 +466,7 @@ def test_verbose_logs_each_stage_and_keeps_other_libraries_quiet(tmp_path: Path)
     stage = r"in \d+\.\d s$"
     for pattern in (r"fetch: 1 feeds ok, 0 not modified, 1 failed, 0 not due; 4 new articles ",
                     r"embed: 4 articles with hashing-256 ", r"dedup: 0 links in a window of 4 articles \(4 new\) ",
-                    r"stories: 1 new, 0 updated, 0 unassigned "):
+                    r"stories: 1 new, 0 updated, 0 unassigned; 4 of 4 window articles clustered afresh "):
         assert any(re.fullmatch(f"INFO clustering: {pattern}{stage}", line) for line in lines), (pattern, lines)
     assert any(line.startswith("WARNING clustering: feed 'gone' failed") for line in lines)
     assert all(line.startswith(("INFO clustering", "WARNING clustering")) for line in lines), lines  # no faiss.loader

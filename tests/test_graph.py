@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clustering.graph import NeighbourGraph, build_graph
+from clustering.graph import NeighbourGraph, build_graph, update_graph
 
 
 def unit_rows(count: int, dimension: int, seed: int) -> np.ndarray:
@@ -47,3 +47,39 @@ def test_edges_are_undirected_unique_and_skip_padding() -> None:
     graph = NeighbourGraph(np.array([[1, 2], [0, -1], [0, 1]]), np.zeros((3, 2), dtype=np.float32))
     heads, tails = graph.edges()
     assert list(zip(heads.tolist(), tails.tolist(), strict=True)) == [(0, 1), (0, 2), (1, 2)]
+
+
+def test_ties_go_to_the_smaller_article_id_not_the_row() -> None:
+    vectors = np.repeat(unit_rows(1, 8, 5), 4, axis=0)
+    graph = build_graph(vectors, 2, ids=np.array([40, 30, 20, 10]))
+    assert graph.neighbours[0].tolist() == [3, 2]  # ids 10 and 20
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_an_updated_graph_equals_a_rebuilt_one(seed: int) -> None:
+    """Articles leave the window, others arrive; some vectors repeat exactly (wire copies),
+    so ties are decided too.  The update searches only what it must and gives the same lists."""
+    rng = np.random.default_rng(seed)
+    pool = unit_rows(900, 12, seed)
+    pool[rng.choice(900, 60, replace=False)] = pool[rng.choice(900, 60, replace=False)]  # exact repeats
+    ids = np.arange(1000, 1900)
+    before = np.sort(rng.choice(900, 600, replace=False))
+    previous = build_graph(pool[before], 6, ids[before])
+    leaving = rng.random(600) < 0.1
+    staying = before[~leaving]
+    arriving = np.setdiff1d(np.arange(900), before)[:150]
+    after = np.sort(np.r_[staying, arriving])
+    updated, searched = update_graph(ids[before], previous, ids[after], pool[after], 6)
+    rebuilt = build_graph(pool[after], 6, ids[after])
+    assert np.array_equal(updated.neighbours, rebuilt.neighbours)
+    assert np.array_equal(updated.similarity, rebuilt.similarity)
+    assert 150 <= searched < len(after)  # the new rows and those that lost a neighbour, not all
+
+
+def test_an_update_with_nothing_new_changes_nothing() -> None:
+    vectors = unit_rows(50, 8, 9)
+    ids = np.arange(50) * 3
+    graph = build_graph(vectors, 5, ids)
+    same, searched = update_graph(ids, graph, ids, vectors, 5)
+    assert searched == 0
+    assert np.array_equal(same.neighbours, graph.neighbours) and np.array_equal(same.similarity, graph.similarity)
