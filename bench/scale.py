@@ -24,8 +24,8 @@ included), dedup (``dedup.find_duplicates``), stories (the window graph and term
 ``stories.assign_stories``) and the rest
 (embedding, labels, topics).  The growth exponent is the log-log slope between sizes.
 
-Today's story stage is dense (about 28 bytes × N² of memory): sizes above 20,000 need
-``--allow-large`` (50,000 would need some 70 GB).  The figures depend on the machine; ratios
+With and without history, the runs of one size take turns (one of each, then the next round), so
+that the machine's drift weighs on both alike.  The figures depend on the machine; ratios
 measured in one run are the point.
 """
 
@@ -55,8 +55,6 @@ sys.path.insert(0, str(ROOT))
 WINDOW_END = datetime(2025, 6, 1, 12, 0, tzinfo=timezone.utc)
 """The newest article of the window (before any real clock: the window ends at the newest article)."""
 WINDOW_DAYS = 3.0
-LARGEST_DENSE_SIZE = 20_000
-"""Largest window measured without ``--allow-large``: the dense story stage needs ≈ 28 bytes × N²."""
 SOURCES = [f"feed{k:02d}" for k in range(40)]
 SECTION = "scale"
 
@@ -374,41 +372,56 @@ def copy_database(source: Path, target: Path) -> None:
     os.sync()
 
 
-def repeated_runs(database: Path, label: str, args: argparse.Namespace) -> dict[str, Any]:
-    """``process()`` on ``--repeat`` copies of ``database``: the median run (each stage's median,
-    the largest peak RSS); the last copy, processed, replaces ``database``."""
-    runs = []
+def repeated_runs(databases: list[Path], labels: list[str], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``process()`` on ``--repeat`` copies of each database, taking turns (one run of each, then
+    the next round), so that whatever else the machine does weighs on all of them alike: per
+    database the median run (each stage's median, the largest peak RSS); each database's last
+    copy, processed, replaces it."""
+    runs: list[list[dict[str, Any]]] = [[] for _ in databases]
     for repeat in range(args.repeat):
-        copy = args.work / f"{database.stem}-run{repeat}.db"
-        copy_database(database, copy)
-        runs.append(run_child("process", str(copy)))
-        slowest = ", ".join(f"{name} {value:.3f}" for name, value in runs[-1]["store_methods"].items())
-        progress(f"{label}: {runs[-1]['seconds']:.2f} s, {runs[-1]['peak_rss'] / 2**30:.2f} GB "
-                 f"(store {runs[-1]['stages'].get('store', 0):.2f} s: {slowest})")
-        if repeat == args.repeat - 1:
-            copy_database(copy, database)
-        for path in args.work.glob(f"{copy.name}*"):
-            path.unlink()
-    median = sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
-    return {**median, "peak_rss": max(run["peak_rss"] for run in runs),
-            "stages": {stage: statistics.median(run["stages"].get(stage, 0.0) for run in runs)
-                       for stage in median["stages"]}}
+        for database, label, done in zip(databases, labels, runs, strict=True):
+            copy = args.work / f"{database.stem}-run{repeat}.db"
+            copy_database(database, copy)
+            done.append(run_child("process", str(copy)))
+            slowest = ", ".join(f"{name} {value:.3f}" for name, value in done[-1]["store_methods"].items())
+            progress(f"{label}: {done[-1]['seconds']:.2f} s, {done[-1]['peak_rss'] / 2**30:.2f} GB "
+                     f"(store {done[-1]['stages'].get('store', 0):.2f} s: {slowest})")
+            if repeat == args.repeat - 1:
+                copy_database(copy, database)
+            for path in args.work.glob(f"{copy.name}*"):
+                path.unlink()
+    medians = []
+    for done in runs:
+        median = sorted(done, key=lambda run: run["seconds"])[len(done) // 2]
+        medians.append({**median, "peak_rss": max(run["peak_rss"] for run in done),
+                        "stages": {stage: statistics.median(run["stages"].get(stage, 0.0) for run in done)
+                                   for stage in median["stages"]}})
+    return medians
 
 
-def measure(size: int, history: int, args: argparse.Namespace, template: Path | None) -> dict[str, Any]:
-    database = args.work / f"window-{size}-history-{history}.db"
-    for path in args.work.glob(f"{database.name}*"):
-        path.unlink()
-    if template is not None:
-        copy_database(template, database)
-    run_child("add", str(database), str(size), str(args.seed), "0")
-    first = repeated_runs(database, f"N={size:,} history={history:,}: first run", args)
-    run_child("add", str(database), str(size), str(args.seed), str(args.new))
-    later = repeated_runs(database, f"N={size:,} history={history:,}: +{args.new} run", args)
-    if not args.keep:
+def measure(size: int, histories: list[int], args: argparse.Namespace,
+            template: Path | None) -> list[dict[str, Any]]:
+    """The first run and the +new run of a window of ``size``, once per history (0: none, else on
+    a copy of ``template``), the histories measured in turns."""
+    databases = [args.work / f"window-{size}-history-{history}.db" for history in histories]
+    for database, history in zip(databases, histories, strict=True):
         for path in args.work.glob(f"{database.name}*"):
             path.unlink()
-    return {"size": size, "history": history, "first": first, "new": later}
+        if history:
+            assert template is not None
+            copy_database(template, database)
+        run_child("add", str(database), str(size), str(args.seed), "0")
+    labels = [f"N={size:,} history={history:,}" for history in histories]
+    first = repeated_runs(databases, [f"{label}: first run" for label in labels], args)
+    for database in databases:
+        run_child("add", str(database), str(size), str(args.seed), str(args.new))
+    later = repeated_runs(databases, [f"{label}: +{args.new} run" for label in labels], args)
+    if not args.keep:
+        for database in databases:
+            for path in args.work.glob(f"{database.name}*"):
+                path.unlink()
+    return [{"size": size, "history": history, "first": f, "new": n}
+            for history, f, n in zip(histories, first, later, strict=True)]
 
 
 def slope(points: list[tuple[int, float]]) -> str:
@@ -459,8 +472,9 @@ synthetic news with story structure (heavy-tailed story sizes, names and words p
 copies); window {WINDOW_DAYS:g} days; each measurement in a fresh process (peak RSS is its own), on
 {args.repeat} copies of the database: the median run (stages: each one's median; RSS: the largest).
 "Stored outside the window" are processed articles published before it, with embeddings, stories
-and duplicate links. The machine is shared and has 2 cores: compare rows measured in one run.
-Sizes above {LARGEST_DENSE_SIZE:,} need `--allow-large`: today's story stage is dense (≈ 28 bytes × N²).
+and duplicate links; with and without them, the runs of one size took turns. The machine is shared
+and has 2 cores: compare rows measured in one run. The story stage works on each article's nearest
+neighbours (no N × N matrix): peak RSS grows with N, about as the window's vectors and lists do.
 
 {chr(10).join(lines)}
 
@@ -537,8 +551,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/clustering-scale"),
                         help="folder for the databases (the history template is kept there)")
     parser.add_argument("--keep", action="store_true", help="keep the measured databases")
-    parser.add_argument("--allow-large", action="store_true",
-                        help=f"allow sizes above {LARGEST_DENSE_SIZE:,} (the dense story stage needs ≈ 28 B × N²)")
+    parser.add_argument("--allow-large", action="store_true", help="accepted for old command lines; no effect")
     parser.add_argument("--dedup", metavar="SIZES", help="only time dedup of a first run of these sizes")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "speed.md", help="markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print only")
@@ -562,10 +575,6 @@ CPU's caches (on this machine from about 16k rows of 256 floats), hence its jump
             write_section(args.out, f"{SECTION}-dedup", text)
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
-    if max(sizes) > LARGEST_DENSE_SIZE and not args.allow_large:
-        print(f"error: sizes above {LARGEST_DENSE_SIZE:,} need --allow-large: today's dense story stage needs "
-              f"about 28 bytes × N² ({max(sizes):,}: {28 * max(sizes) ** 2 / 2**30:.0f} GB)", file=sys.stderr)
-        return 2
     args.work.mkdir(parents=True, exist_ok=True)
     template = None
     history_seconds = None
@@ -580,9 +589,7 @@ CPU's caches (on this machine from about 16k rows of 256 floats), hence its jump
         progress(f"history template {template} ({template.stat().st_size / 2**30:.2f} GB)")
     results = []
     for size in sizes:
-        results.append(measure(size, 0, args, None))
-        if template is not None:
-            results.append(measure(size, args.history, args, template))
+        results.extend(measure(size, [0, args.history] if template is not None else [0], args, template))
     text = markdown(results, args, history_seconds)
     print(text)
     if not args.no_write:

@@ -273,16 +273,17 @@ class Pipeline:
         links = dedup.find_duplicates(items, vectors, self.config.dedup,
                                       progress=lambda done, total: self._report("duplicates", done, total))
         with self.store.transaction():
-            self.store.save_duplicates([(l.article_id, l.canonical_id, l.kind, l.score) for l in links], now)
+            memberships = self.store.save_duplicates([(l.article_id, l.canonical_id, l.kind, l.score)
+                                                      for l in links], now)
         duplicate_of = {a.id: a.duplicate_of for a in window}
         duplicate_of.update({l.article_id: l.canonical_id for l in links})
         stage.done("%d links in a window of %d articles (%d new)", len(links), len(window), len(unprocessed))
         stage = _StageTimer("stories")
 
         position = {a.id: i for i, a in enumerate(window)}
-        # re-read: a re-pointed canonical hands its story to the earlier copy
-        window = self.store.window(since)
-        canonical = [a for a in window if duplicate_of.get(a.id) is None and a.id in position]
+        # an earlier copy that took over a group takes over its story too
+        window = [dataclasses.replace(a, story_id=memberships[a.id]) if a.id in memberships else a for a in window]
+        canonical = [a for a in window if duplicate_of.get(a.id) is None]
         canonical_vectors = vectors[[position[a.id] for a in canonical]] if canonical else vectors[:0]
         taken_ids = self.store.existing_story_ids(a.id for a in canonical)  # the ids a new story could take
         self._report("stories", 0, len(canonical))

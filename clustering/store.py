@@ -476,8 +476,12 @@ class Store:
         missing = [i for i in ids if i not in found]
         if missing:
             raise StorageError(f"no {model!r} embedding stored for articles {missing[:10]}")
-        return np.stack([np.frombuffer(found[i], dtype=np.float32) for i in ids]) if ids else \
-            np.zeros((0, 0), dtype=np.float32)
+        if not ids:
+            return np.zeros((0, 0), dtype=np.float32)
+        blobs = [found[i] for i in ids]
+        if len({len(b) for b in blobs}) != 1:
+            raise StorageError(f"the stored {model!r} embeddings of these articles differ in length")
+        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1).copy()
 
     def has_unprocessed(self) -> bool:
         return bool(self._query("SELECT 1 FROM articles WHERE processed = 0 LIMIT 1"))
@@ -579,16 +583,23 @@ class Store:
     def mark_processed(self, ids: Sequence[int]) -> None:
         self._write_many("UPDATE articles SET processed = 1 WHERE id = ?", ((int(i),) for i in ids))
 
-    def save_duplicates(self, links: Sequence[tuple[int, int, str, float]], now: datetime) -> None:
-        """(article, canonical, kind, score); a duplicate leaves any story it was in."""
+    def save_duplicates(self, links: Sequence[tuple[int, int, str, float]], now: datetime) -> dict[int, str | None]:
+        """(article, canonical, kind, score); a duplicate leaves any story it was in, and a
+        canonical in no story takes it over.  Returns the memberships that changed (article id
+        -> its story now, None when it left one)."""
+        changed: dict[int, str | None] = {}
         for article_id, canonical_id, kind, score in links:
             self._write("INSERT OR REPLACE INTO duplicates (article_id, canonical_id, kind, score, linked)"
                         " VALUES (?, ?, ?, ?, ?)", (article_id, canonical_id, kind, score, to_text(now)))
             moved = self._query("SELECT story_id FROM story_members WHERE article_id = ?", (article_id,))
             if moved:
                 self._write("DELETE FROM story_members WHERE article_id = ?", (article_id,))
-                self._write("INSERT OR IGNORE INTO story_members (article_id, story_id, added) VALUES (?, ?, ?)",
-                            (canonical_id, moved[0]["story_id"], to_text(now)))
+                changed[article_id] = None
+                cursor = self._write("INSERT OR IGNORE INTO story_members (article_id, story_id, added)"
+                                     " VALUES (?, ?, ?)", (canonical_id, moved[0]["story_id"], to_text(now)))
+                if cursor.rowcount == 1:
+                    changed[canonical_id] = moved[0]["story_id"]
+        return changed
 
     def _row_to_article(self, r: sqlite3.Row) -> Article:
         first_seen = read_time(r["first_seen"])

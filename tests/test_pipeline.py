@@ -558,6 +558,27 @@ def test_a_story_splits_and_a_small_look_alike_group_waits_one_run(tmp_path: Pat
         assert story_members(pipeline)["s1"] == (1, 2, 3, 4) and story_members(pipeline)["s5"] == tuple(range(5, 13))
 
 
+def test_an_earlier_copy_arriving_late_takes_over_its_original_place_in_the_story(tmp_path: Path) -> None:
+    texts = ["A magnitude 6.2 earthquake struck Vellmar before dawn, toppling houses in the coastal town of Orlin.",
+             "Rescue teams in Vellmar dug through rubble in Orlin all day after the earthquake flattened homes.",
+             "Vellmar's disaster agency counted 40 dead in Orlin and warned that aftershocks could follow the quake.",
+             "Aftershocks kept Orlin residents outdoors overnight as Vellmar sent tents after the earthquake."]
+    with open_pipeline(tmp_path / "copies.db", hashing_config(), now=Clock()) as pipeline:
+        ids = pipeline.add_articles([{"title": f"Vellmar quake report {n}", "text": t, "source": f"desk{n}",
+                                      "published": NOW - timedelta(hours=10 - n)} for n, t in enumerate(texts)])
+        pipeline.process()
+        (story_id,) = story_members(pipeline)
+        assert story_members(pipeline)[story_id] == tuple(ids)
+        # the wire's original of article 2 was published first, and is only fetched now
+        (original,) = pipeline.add_articles([{"title": "Vellmar quake report 2", "text": texts[2], "source": "wire",
+                                             "published": NOW - timedelta(hours=12)}])
+        report = pipeline.process()
+        assert report.duplicates == 0 and pipeline.article(ids[2]).duplicate_of == original
+        members = story_members(pipeline)
+        assert members == {story_id: tuple(sorted([ids[0], ids[1], ids[3], original]))}
+        assert pipeline.article(original).story_id == story_id
+
+
 def test_two_stories_of_one_event_merge_and_the_old_id_says_where_it_went(tmp_path: Path) -> None:
     """One event's first articles founded two stories (two runs, far apart in the graph only
     by chance); once the window holds the whole event, one story absorbs the other."""
