@@ -17,7 +17,11 @@ How a run assigns stories (docs/design.md, "Stable story ids"):
    members inside a group matched to another story merges into that story: early in a
    stream one event's first articles can found two stories that later articles join;
 5. a small new group that resembles an existing story waits one run before it founds
-   a story (``confirm_size``), unless the run is the window's first.
+   a story (``confirm_size``), unless the run is the window's first; if it has not held
+   together by then, its articles join the story their close neighbours belong to.
+
+A run clusters afresh only the region its new articles touch (``region_rows``); stories
+outside it are left as they are.
 
 A story id is never reused (``taken_ids`` holds the ids given before).
 """
