@@ -9,8 +9,8 @@ stories.py), so a key documented there is a key accepted here.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import datetime
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -339,20 +339,42 @@ def load_config(path: str | Path) -> Config:
 def _check_size(document: Any, path: str) -> None:
     """Refuse a document of more than MAX_CONFIG_VALUES values, aliases expanded.  Aliases are
     shared, not copied, when loaded; this walk stops at the limit, so it costs little even for
-    an alias bomb (or an alias that contains itself)."""
+    an alias bomb (or an alias that contains itself).  The error names the key whose value grew
+    too large, at the line where the document says it (``feeds[0].language: *bomb``), not where
+    the anchor it refers to was defined: inside an anchored value every node is reported as the
+    key that holds it."""
     count = 0
-    pending = [(document, None)]
+    pending: list[tuple[Any, str | None, int | None]] = [(document, None, _line(document))]
     while pending:
-        node, parent = pending.pop()
+        node, key, line = pending.pop()
         count += 1
         if count > MAX_CONFIG_VALUES:
-            line = _line(node) or _line(parent)
             raise ConfigError(f"more than {MAX_CONFIG_VALUES:,} values once YAML aliases (*name) are expanded; "
-                              "write the values out instead", path=path, line=line)
+                              "write the values out instead", path=path, key=key, line=line)
+        anchored = getattr(getattr(node, "anchor", None), "value", None) is not None
         if isinstance(node, Mapping):
-            pending.extend((child, node) for pair in node.items() for child in pair)
+            for child_key, child in node.items():
+                inner = (key, line) if anchored else (_key_path(key, child_key), _line(node, child_key) or line)
+                pending.append((child_key, *inner))
+                pending.append((child, *inner))
         elif isinstance(node, (list, tuple)):
-            pending.extend((child, node) for child in node)
+            for index, child in enumerate(node):
+                inner = (key, line) if anchored else (f"{key or ''}[{index}]", _item_line(node, index) or line)
+                pending.append((child, *inner))
+
+
+def _key_path(parent: str | None, key: Any) -> str:
+    """``feeds[0]`` + ``language`` -> ``feeds[0].language`` (a key as a feeds.yaml writer reads it)."""
+    name = key if isinstance(key, str) else quote_value(key)
+    return f"{parent}.{name}" if parent else name
+
+
+def _item_line(node: Any, index: int) -> int | None:
+    """1-based line of a list's item when ruamel recorded it."""
+    try:
+        return int(node.lc.item(index)[0]) + 1
+    except (KeyError, TypeError, AttributeError, IndexError):
+        return None
 
 
 def sample_config_path() -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import dedup, labels, stories
-from .config import Config, FeedConfig, load_config
+from .config import Config, FeedConfig, load_config, parse_config
 from .embed import Embedder, article_text, make_embedder
 from .errors import ConfigError, EmbeddingError, FeedError, NotFoundError, StorageError
 from .store import NewArticle, Store, WindowArticle, run_lock
@@ -466,16 +466,22 @@ class Pipeline:
         return statuses
 
 
-def open_pipeline(database: str | Path | None = None, config: Config | str | Path | None = None,
-                  **options: Any) -> Pipeline:
-    """Open a pipeline: ``config`` is a Config, a path to feeds.yaml, or None (defaults);
-    ``database`` overrides the configured database path."""
+def open_pipeline(database: str | Path | None = None,
+                  config: Config | str | Path | Mapping[str, Any] | None = None, **options: Any) -> Pipeline:
+    """Open a pipeline: ``config`` is a Config, a path to feeds.yaml, what a feeds.yaml holds as a
+    mapping (``{"settings": {"window_days": 2}}``), or None (defaults); ``database`` overrides the
+    configured database path."""
     if config is None:
         resolved = Config()
     elif isinstance(config, Config):
         resolved = config
-    else:
+    elif isinstance(config, Mapping):
+        resolved = parse_config(config)
+    elif isinstance(config, (str, Path)):
         resolved = load_config(config)
+    else:
+        raise ConfigError(f"config must be a Config, a path to feeds.yaml, a mapping or None, "
+                          f"not {type(config).__name__}")
     if database is not None:
         resolved = resolved.with_database(database)
     return Pipeline(resolved, **options)

@@ -71,10 +71,13 @@ def run_summary(report: RunReport) -> str:
 
 
 def story_counts(story: Story) -> str:
-    """The counts of a story in words, the same in the story text and the HTML page."""
-    return (f"{_count(story.size, 'article')} from {_count(story.canonical_sources, 'source')}, plus "
-            f"{_count(story.duplicates, 'duplicate')} ({_count(story.sources_with_duplicates, 'source')} "
-            "with duplicates)")
+    """The counts of a story in words, the same in the story text and the HTML page (the
+    duplicates only when it has some)."""
+    counts = f"{_count(story.size, 'article')} from {_count(story.canonical_sources, 'source')}"
+    if not story.duplicates:
+        return counts
+    return (f"{counts}, plus {_count(story.duplicates, 'duplicate')} "
+            f"({_count(story.sources_with_duplicates, 'source')} with duplicates)")
 
 
 def _count(number: int, noun: str) -> str:

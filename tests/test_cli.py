@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -232,8 +233,8 @@ def test_an_alias_bomb_gets_one_short_line(tmp_path: Path, alias_bomb: Callable[
     (tmp_path / "feeds.yaml").write_text(alias_bomb(7), encoding="utf-8")
     result = clustering("feeds", cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr == ("clustering: error: feeds.yaml:4: more than 100,000 values once YAML aliases (*name) "
-                             "are expanded; write the values out instead\n")
+    assert result.stderr == ("clustering: error: feeds.yaml:4, key 'feeds[0].language[6]': more than 100,000 values "
+                             "once YAML aliases (*name) are expanded; write the values out instead\n")
 
 
 def test_missing_config_exits_1_with_a_hint(tmp_path: Path) -> None:
@@ -604,3 +605,16 @@ def test_progress_line_redraws_in_place_at_most_every_interval() -> None:
         progress("stories", 0, 1100)
     longest = "embedding 1,100/1,100 articles"
     assert stream.getvalue() == "\rembedding 512/1,100 articles" + "\r" + longest + "\r" + " " * len(longest) + "\r"
+
+
+def test_a_story_without_copies_reads_without_a_duplicates_clause() -> None:
+    """"4 articles from 4 sources, plus 0 duplicates (4 sources with duplicates)" said nothing twice."""
+    from clustering.report import story_counts
+    from clustering.types import Story
+
+    moment = datetime(2026, 3, 2, 12, tzinfo=timezone.utc)
+    story = Story(id="s1", label="x", keywords=(), size=4, sources=4, first_seen=moment, last_seen=moment,
+                  topic_id=None, article_ids=(1, 2, 3, 4), duplicates=0, canonical_sources=4)
+    assert story_counts(story) == "4 articles from 4 sources"
+    copied = dataclasses.replace(story, duplicates=2, sources=5)
+    assert story_counts(copied) == "4 articles from 4 sources, plus 2 duplicates (5 sources with duplicates)"

@@ -389,6 +389,16 @@ def test_alias_bomb_is_refused_with_file_and_line(tmp_path: Path, alias_bomb: Ca
     assert len(str(error)) < len(str(tmp_path)) + 200
 
 
+def test_an_alias_bomb_is_reported_where_it_is_used_not_where_it_is_defined(tmp_path: Path) -> None:
+    """The anchors sit at the top of the file; the error names the key that refers to them."""
+    levels = [f"l0: &l0 [{', '.join(['lol'] * 9)}]"]
+    levels += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, 7)]
+    text = "\n".join(levels) + "\nfeeds:\n  - name: x\n    url: https://a.example/\n    language: *l6\n"
+    error = config_error(tmp_path, text)
+    assert (error.key, error.line) == ("feeds[0].language", 11)
+    assert str(error).startswith(f"{tmp_path / 'feeds.yaml'}:11, key 'feeds[0].language': more than 100,000 values")
+
+
 def test_a_long_value_is_quoted_short(tmp_path: Path, alias_bomb: Callable[[int], str]) -> None:
     error = config_error(tmp_path, alias_bomb(5))  # 66,000 values: allowed in size, not as a language
     assert error.key == "feeds[0].language"

@@ -799,3 +799,13 @@ def test_an_embedding_failure_keeps_the_chunks_embedded_before_it(tmp_path: Path
         report = pipeline.process()  # the embedder works again: only the rest is embedded
         assert report.embedded == count - EMBED_CHUNK
         assert not pipeline.store.has_unprocessed()
+
+
+def test_open_pipeline_takes_a_mapping_and_refuses_other_kinds_as_config_errors(tmp_path: Path) -> None:
+    """A dict config raised a bare TypeError (not a ClusteringError) from deep inside."""
+    with open_pipeline(tmp_path / "news.db", {"settings": {"model": "hashing", "window_days": 2}}) as pipeline:
+        assert pipeline.config.window_days == 2
+    with pytest.raises(ConfigError, match="settings.window_days"):
+        open_pipeline(tmp_path / "news.db", {"settings": {"window_days": "two"}})
+    with pytest.raises(ConfigError, match="not int"):
+        open_pipeline(tmp_path / "news.db", 3)  # type: ignore[arg-type]
