@@ -232,6 +232,23 @@ class WindowArticle:
     duplicate_score: float | None = None
 
 
+
+VECTOR_RANGE_GAP = 64
+"""Ids read past in one range scan of the embeddings table (``Store.vectors``): ids apart by more
+start a new range.  A window's ids are nearly consecutive (articles are stored as they arrive), so a
+100k-article window is a few ranges; at worst each id is a range of its own, a key lookup as before."""
+
+
+def vector_ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted ``ids`` as (low, high) ranges whose gaps are at most ``VECTOR_RANGE_GAP``."""
+    ranges: list[tuple[int, int]] = []
+    for article_id in sorted(ids):
+        if ranges and article_id - ranges[-1][1] <= VECTOR_RANGE_GAP:
+            ranges[-1] = (ranges[-1][0], article_id)
+        else:
+            ranges.append((article_id, article_id))
+    return ranges
+
 class Store:
     """A connection to one clustering database.
 
@@ -464,15 +481,18 @@ class Store:
                          ((int(i), model, np.asarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vectors)))
 
     def vectors(self, ids: Sequence[int], model: str) -> np.ndarray:
+        """The stored ``model`` vectors of ``ids``, one row each in that order.  Read by id ranges
+        (``vector_ranges``): a window's ids are nearly consecutive, and one range scan of the
+        embeddings table costs less than as many key lookups, whatever the history around it."""
         import numpy as np
 
         found: dict[int, bytes] = {}
-        for start in range(0, len(ids), 500):
-            chunk = [int(i) for i in ids[start:start + 500]]
-            marks = ",".join("?" * len(chunk))
-            for row in self._query(f"SELECT article_id, vector FROM embeddings WHERE model = ? AND article_id"
-                                   f" IN ({marks})", [model, *chunk]):
-                found[row["article_id"]] = row["vector"]
+        wanted = set(ids)
+        for low, high in vector_ranges(wanted):
+            for article_id, vector, stored_model in self._db_rows(
+                    "SELECT article_id, vector, model FROM embeddings WHERE article_id BETWEEN ? AND ?", (low, high)):
+                if article_id in wanted and stored_model == model:
+                    found[article_id] = vector
         missing = [i for i in ids if i not in found]
         if missing:
             raise StorageError(f"no {model!r} embedding stored for articles {missing[:10]}")
@@ -482,6 +502,15 @@ class Store:
         if len({len(b) for b in blobs}) != 1:
             raise StorageError(f"the stored {model!r} embeddings of these articles differ in length")
         return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1).copy()
+
+    def _db_rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """Plain tuples (no Row objects) for the bulk reads of a run."""
+        try:
+            cursor = self._db.cursor()
+            cursor.row_factory = None
+            return cursor.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StorageError(f"query on {self.path} failed: {exc}") from exc
 
     def has_unprocessed(self) -> bool:
         return bool(self._query("SELECT 1 FROM articles WHERE processed = 0 LIMIT 1"))

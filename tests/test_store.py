@@ -262,6 +262,25 @@ def test_embeddings_round_trip_exactly(store: Store) -> None:
         store.vectors(ids, "other-model")
 
 
+def test_vectors_are_read_by_ranges_of_ids_in_the_order_asked(store: Store) -> None:
+    """Store.vectors reads id ranges: rows inside a range that were not asked for (or belong to
+    another model) are passed over, ids far apart make ranges of their own."""
+    from clustering.store import VECTOR_RANGE_GAP, vector_ranges
+
+    assert vector_ranges([9, 1, 2, 3, 3 + VECTOR_RANGE_GAP, 4 + 2 * VECTOR_RANGE_GAP]) == [
+        (1, 3 + VECTOR_RANGE_GAP), (4 + 2 * VECTOR_RANGE_GAP, 4 + 2 * VECTOR_RANGE_GAP)]
+    assert vector_ranges([]) == []
+    ids = add(store, *(article(f"a{i}") for i in range(2 * VECTOR_RANGE_GAP + 10)))
+    vectors = np.random.default_rng(3).standard_normal((len(ids), 4)).astype(np.float32)
+    with store.transaction():
+        store.save_embeddings(MODEL, ids[:-5], vectors[:-5])
+        store.save_embeddings("other-model", ids[-5:], vectors[-5:])
+    asked = [ids[-6], ids[0], ids[3], ids[2 * VECTOR_RANGE_GAP]]
+    assert np.array_equal(store.vectors(asked, MODEL), vectors[[len(ids) - 6, 0, 3, 2 * VECTOR_RANGE_GAP]])
+    with pytest.raises(StorageError, match=f"articles \\[{ids[-5]}"):
+        store.vectors([ids[0], ids[-5]], MODEL)
+
+
 def test_window_includes_recent_and_old_unprocessed(store: Store) -> None:
     old, recent = add(store, article("old", published=T0 - timedelta(days=30)), article("recent"))
     since = T0 - timedelta(days=3)
