@@ -283,6 +283,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"{level:<6} " + " ".join(f"{scores[k]:>12.4g}" for k in keys))
     if result.id_churn is not None:
         print(f"id churn: {result.id_churn:.2%}")
+    if result.headline_churn is not None:
+        print(f"headline changes: {result.headline_churn:.2%} of the stories carried from one run to the next")
     return 0
 
 

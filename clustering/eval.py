@@ -26,7 +26,7 @@ from .config import Config
 from .corpora import LabelledDoc
 from .embed import Embedder, make_embedder
 from .errors import ConfigError
-from .metrics import cluster_scores, id_churn
+from .metrics import cluster_scores, headline_churn, id_churn
 
 DEFAULT_CHUNKS = 10
 """Stream mode: the corpus is fed in this many successive runs."""
@@ -109,6 +109,7 @@ class EvalResult:
     id_churn: float | None
     assignments: tuple[dict[str, Any], ...]
     skipped: tuple[int, ...] = ()      # indices of documents without any text (not scored)
+    headline_churn: float | None = None  # stream: share of carried-over stories whose headline changed
 
     def as_dict(self) -> dict[str, Any]:
         story = dict(self.story)
@@ -120,6 +121,8 @@ class EvalResult:
         if self.id_churn is not None:
             result["id_churn"] = round(self.id_churn, 4)
             story["id_churn"] = round(self.id_churn, 4)
+        if self.headline_churn is not None:
+            result["headline_churn"] = round(self.headline_churn, 4)
         return result
 
 
@@ -160,6 +163,7 @@ def evaluate(docs: Sequence[LabelledDoc], *, config: Config | None = None, embed
     batches = [order[i:i + size] for i in range(0, len(order), size)]
     article_of: dict[int, int] = {}
     history: list[list[str | None]] = []
+    headlines: list[dict[str, str]] = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         clock = {"now": UNDATED_BASE}
@@ -181,6 +185,7 @@ def evaluate(docs: Sequence[LabelledDoc], *, config: Config | None = None, embed
                 if stream:
                     assigned = pipeline.store.article_assignments()
                     history.append([assigned[article_of[i]][0] if i in article_of else None for i in scored])
+                    headlines.append(pipeline.store.story_headlines())
             assigned = pipeline.store.article_assignments()
             topics = pipeline.store.story_topics()
         finally:
@@ -218,7 +223,8 @@ def evaluate(docs: Sequence[LabelledDoc], *, config: Config | None = None, embed
         topic=_rounded(topic_scores) if topic_scores is not None else None,
         duplicates={"links": exact + near, "exact": exact, "near": near},
         seconds=seconds, runs=len(batches), id_churn=id_churn(history) if stream else None,
-        assignments=tuple(rows), skipped=tuple(skipped))
+        assignments=tuple(rows), skipped=tuple(skipped),
+        headline_churn=headline_churn(headlines) if stream else None)
 
 
 def _rounded(scores: dict[str, float]) -> dict[str, float]:

@@ -22,7 +22,7 @@ inside :func:`ari` and :func:`ami`.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -201,3 +201,18 @@ def id_churn(history: Sequence[Sequence[Hashable | None]]) -> float:
         assigned += ever_assigned
         churned += changed
     return churned / assigned if assigned else 0.0
+
+
+def headline_churn(history: Sequence[Mapping[str, str]]) -> float:
+    """Share of headline changes among stories that carry over from one run to the next.
+
+    ``history[t]`` maps each story id to its headline after run ``t``.  Every story present
+    after two consecutive runs is one comparison; it counts as a change when its headline
+    differs.  With no comparison, 0.0."""
+    compared = changed = 0
+    for before, after in zip(history, history[1:]):
+        for story_id, headline in after.items():
+            if story_id in before:
+                compared += 1
+                changed += before[story_id] != headline
+    return changed / compared if compared else 0.0

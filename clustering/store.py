@@ -770,6 +770,12 @@ class Store:
     def story_topics(self) -> dict[str, str | None]:
         return {r["id"]: r["topic_id"] for r in self._query("SELECT id, topic_id FROM stories")}
 
+    def story_headlines(self) -> dict[str, str]:
+        """Every story with members -> its headline (evaluation: how often headlines change)."""
+        rows = self._query("SELECT s.id, s.label FROM stories s WHERE EXISTS"
+                           " (SELECT 1 FROM story_members m WHERE m.story_id = s.id)")
+        return {r["id"]: r["label"] or "" for r in rows}
+
     def story_count(self) -> int:
         """Stories with at least one member (a running count kept by triggers: see ``_TALLY_TRIGGERS``)."""
         return int(self._query("SELECT value FROM tallies WHERE name = 'stories_with_members'")[0][0])

@@ -62,6 +62,8 @@ def test_stream_mode_reports_churn_and_matches_batch_on_a_clear_corpus(tmp_path:
     stream = evaluate(_tiny_corpus(), config=config, stream=True, chunks=2, cache_dir=None, work_dir=tmp_path)
     assert stream.runs == 2
     assert stream.id_churn == 0.0
+    assert stream.headline_churn is not None and 0.0 <= stream.headline_churn <= 1.0
+    assert "headline_churn" in stream.as_dict() and batch.headline_churn is None
     assert stream.story["b3_f1"] == pytest.approx(batch.story["b3_f1"], abs=0.02)
 
 

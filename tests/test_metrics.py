@@ -20,6 +20,7 @@ from clustering.metrics import (
     ari,
     bcubed,
     cluster_scores,
+    headline_churn,
     id_churn,
     pair_prf,
     pairwise_prf,
@@ -273,3 +274,10 @@ def test_split_headline() -> None:
     assert split_headline("Only one line.") == ("", "Only one line.")
     long_first = "x" * 200 + "\nsecond line"
     assert split_headline(long_first) == ("", long_first)
+
+
+def test_headline_churn_compares_each_story_carried_over_to_the_next_run() -> None:
+    history = [{"s1": "Quake hits"}, {"s1": "Quake hits", "s2": "Bank cuts"}, {"s1": "Quake kills 9", "s2": "Bank cuts"}]
+    assert headline_churn(history) == pytest.approx(1 / 3)   # s1, s1, s2 compared; s1 changed once
+    assert headline_churn([{"s1": "a"}, {"s2": "b"}]) == 0.0  # nothing carried over
+    assert headline_churn([]) == headline_churn([{"s1": "a"}]) == 0.0
