@@ -236,6 +236,13 @@ def dense_cores(n: int, heads: np.ndarray, tails: np.ndarray, similarity: np.nda
 
 
 def _hdbscan_leaves(distance: scipy.sparse.csr_matrix, min_cluster_size: int) -> np.ndarray:
+    """HDBSCAN's leaf clusters (min_samples 1, a single cluster allowed) of one connected
+    component: :func:`_leaves_from_tree` when this hdbscan offers its tree functions, else the
+    estimator (the same labels; tests/test_cluster.py compares them)."""
+    try:
+        return _leaves_from_tree(distance, min_cluster_size)
+    except _NoTreeFunctions:
+        pass
     import warnings
 
     import hdbscan
@@ -245,6 +252,47 @@ def _hdbscan_leaves(distance: scipy.sparse.csr_matrix, min_cluster_size: int) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return clusterer.fit_predict(distance)
+
+
+class _NoTreeFunctions(Exception):
+    """This hdbscan does not expose the functions _leaves_from_tree calls."""
+
+
+def _leaves_from_tree(distance: scipy.sparse.csr_matrix, min_cluster_size: int) -> np.ndarray:
+    """What ``HDBSCAN(metric="precomputed", min_samples=1, cluster_selection_method="leaf",
+    allow_single_cluster=True).fit_predict`` computes for a connected sparse distance matrix, step
+    by step as hdbscan does it, without the estimator's per-call checks and its element-wise
+    mutual-reachability loop: a run of a 100k-article window calls it for a thousand components,
+    and the estimator cost 7 ms each, most of it overhead.
+
+    Mutual reachability with min_samples 1: max(d(i, j), the distance of i's and of j's nearest
+    neighbour); its minimum spanning tree (SciPy); hdbscan's own single-linkage labelling,
+    condensed tree and leaf selection."""
+    import numpy as np
+    import scipy.sparse
+    from scipy.sparse import csgraph
+
+    try:
+        from hdbscan._hdbscan_linkage import label
+        from hdbscan.hdbscan_ import _tree_to_labels
+    except (ImportError, AttributeError) as exc:
+        raise _NoTreeFunctions from exc
+    matrix = scipy.sparse.csr_matrix(distance, dtype=np.float64, copy=True)
+    matrix.sort_indices()
+    counts = np.diff(matrix.indptr)
+    core = np.full(matrix.shape[0], np.inf)
+    present = counts > 0
+    core[present] = np.minimum.reduceat(matrix.data, matrix.indptr[:-1][present])
+    rows = np.repeat(np.arange(matrix.shape[0]), counts)
+    reach = np.maximum(np.maximum(core[rows], core[matrix.indices]), matrix.data)
+    tree = csgraph.minimum_spanning_tree(scipy.sparse.csr_matrix((reach, matrix.indices, matrix.indptr),
+                                                                 shape=matrix.shape))
+    nonzeros = tree.nonzero()
+    edges = np.vstack(nonzeros + (np.asarray(tree[nonzeros]).ravel(),)).T
+    edges = edges[np.argsort(edges.T[2]), :]   # as hdbscan sorts them (its ties, its order)
+    labels: np.ndarray = _tree_to_labels(None, label(edges), min_cluster_size=min_cluster_size,
+                                         cluster_selection_method="leaf", allow_single_cluster=True)[0]
+    return labels
 
 
 def average_linkage(features: StoryFeatures, heads: np.ndarray, tails: np.ndarray, params: StoryParams,
@@ -330,23 +378,41 @@ def group_similarity(features: StoryFeatures, group: Sequence[int], others: Sequ
                      params: StoryParams) -> np.ndarray:
     """Average hybrid similarity between the articles of ``group`` and those of each of
     ``others`` (one value per other group)."""
-    import numpy as np
-    import scipy.sparse
+    return GroupSums.of(features, [group, *others], params).against_others(0)
 
-    n = features.size
-    rows = [list(group), *[list(o) for o in others]]
-    membership = scipy.sparse.csr_matrix(
-        (np.ones(sum(len(r) for r in rows)), (np.repeat(np.arange(len(rows)), [len(r) for r in rows]),
-                                              np.concatenate([np.asarray(r, dtype=np.int64) for r in rows]))),
-        shape=(len(rows), n))
-    sums = membership @ features.vectors.astype(np.float64)
-    name_sums = (membership @ features.names).tocsr()
-    word_sums = (membership @ features.words).tocsr() if _uses_words(features, params) else None
-    size = np.asarray([len(r) for r in rows], dtype=np.float64)
-    named_count = membership @ features.has_names.astype(np.float64)
-    first = np.zeros(len(rows) - 1, dtype=np.int64)
-    rest = np.arange(1, len(rows), dtype=np.int64)
-    return _group_scores(first, rest, sums, name_sums, word_sums, size, named_count, params)
+
+@dataclass(frozen=True)
+class GroupSums:
+    """Per-group sums of a list of groups (rows of the window), from which the average hybrid
+    similarity of any two of them is exact: built once, asked for many groups."""
+
+    sums: np.ndarray                          # (groups, d) embedding sums
+    name_sums: scipy.sparse.csr_matrix
+    word_sums: scipy.sparse.csr_matrix | None
+    size: np.ndarray
+    named_count: np.ndarray
+    params: StoryParams
+
+    @classmethod
+    def of(cls, features: StoryFeatures, groups: Sequence[Sequence[int]], params: StoryParams) -> GroupSums:
+        import numpy as np
+        import scipy.sparse
+
+        lengths = [len(g) for g in groups]
+        rows = np.concatenate([np.asarray(g, dtype=np.int64) for g in groups]) if groups else np.zeros(0, np.int64)
+        membership = scipy.sparse.csr_matrix((np.ones(len(rows)), (np.repeat(np.arange(len(groups)), lengths), rows)),
+                                             shape=(len(groups), features.size))
+        word_sums = (membership @ features.words).tocsr() if _uses_words(features, params) else None
+        return cls(membership @ features.vectors.astype(np.float64), (membership @ features.names).tocsr(), word_sums,
+                   np.asarray(lengths, dtype=np.float64), membership @ features.has_names.astype(np.float64), params)
+
+    def against_others(self, index: int) -> np.ndarray:
+        """Average similarity of group ``index`` to every other group, in order (itself left out)."""
+        import numpy as np
+
+        others = np.delete(np.arange(len(self.size), dtype=np.int64), index)
+        return _group_scores(np.full(len(others), index, dtype=np.int64), others, self.sums, self.name_sums,
+                             self.word_sums, self.size, self.named_count, self.params)
 
 
 def _smallest_member_labels(start: np.ndarray) -> np.ndarray:

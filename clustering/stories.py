@@ -40,7 +40,7 @@ from .terms import ArticleTerms, article_terms, name_evidence, window_names
 if TYPE_CHECKING:
     import numpy as np
 
-    from .cluster import ScoredEdges, StoryFeatures
+    from .cluster import GroupSums, ScoredEdges, StoryFeatures
     from .graph import NeighbourGraph
 
 
@@ -294,6 +294,7 @@ def reconcile(docs: Sequence[StoryDoc], groups: Sequence[Sequence[int]], feature
     new_ids: list[str] = []
     split_from: dict[str, str] = {}
     used = _UsedIds(taken_ids, members)
+    resemblance = _Resemblance(groups, members, features, params)
     for g, group in enumerate(groups):
         target = matched.get(g)
         if target is not None:
@@ -302,7 +303,7 @@ def reconcile(docs: Sequence[StoryDoc], groups: Sequence[Sequence[int]], feature
                 if story_id is None:
                     result[row] = target
             continue
-        if not first_run and not _confirmed(g, groups, current, docs, members, features, params):
+        if not first_run and not _confirmed(g, groups, current, docs, params, resemblance):
             key = f"p{min(docs[row].article_id for row in group)}"
             pending.update({docs[row].article_id: key for row in group if current[row] is None})
             continue
@@ -381,7 +382,7 @@ def _merge_targets(groups: Sequence[Sequence[int]], current: Sequence[str | None
 
 
 def _confirmed(g: int, groups: Sequence[Sequence[int]], current: Sequence[str | None], docs: Sequence[StoryDoc],
-               members: dict[str, list[int]], features: StoryFeatures, params: StoryParams) -> bool:
+               params: StoryParams, resemblance: _Resemblance) -> bool:
     """Whether an unmatched group founds its story this run (module doc, step 5)."""
     group = groups[g]
     if len(group) >= params.confirm_size:
@@ -389,20 +390,30 @@ def _confirmed(g: int, groups: Sequence[Sequence[int]], current: Sequence[str | 
     waiting = Counter(docs[row].pending_group for row in group if current[row] is None and docs[row].pending_group)
     if waiting and waiting.most_common(1)[0][1] >= params.min_cluster_size:
         return True  # it held together since the last run
-    others = [list(other) for h, other in enumerate(groups) if h != g] + list(members.values())
-    return _max_average_similarity(group, others, features, params) < params.confirm_similarity
+    return resemblance.closest(g) < params.confirm_similarity
 
 
-def _max_average_similarity(group: Sequence[int], others: Sequence[Sequence[int]], features: StoryFeatures,
-                            params: StoryParams) -> float:
-    """The highest average hybrid similarity between ``group`` and one of ``others``."""
-    import numpy as np
+class _Resemblance:
+    """The highest average hybrid similarity of a proposed group to any other group or stored
+    story of the region; the groups' sums are computed once, on the first question."""
 
-    from .cluster import group_similarity
+    def __init__(self, groups: Sequence[Sequence[int]], members: dict[str, list[int]], features: StoryFeatures,
+                 params: StoryParams) -> None:
+        self.candidates = [list(group) for group in groups] + list(members.values())
+        self.features = features
+        self.params = params
+        self.sums: GroupSums | None = None
 
-    if not others:
-        return -1.0
-    return float(np.max(group_similarity(features, group, others, params)))
+    def closest(self, g: int) -> float:
+        import numpy as np
+
+        from .cluster import GroupSums
+
+        if len(self.candidates) < 2:
+            return -1.0
+        if self.sums is None:
+            self.sums = GroupSums.of(self.features, self.candidates, self.params)
+        return float(np.max(self.sums.against_others(g)))
 
 
 class _UsedIds:

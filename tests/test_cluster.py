@@ -174,6 +174,51 @@ def test_dense_cores_run_per_connected_component() -> None:
     assert sum(len(f) for f in found) <= 6 and (labels >= 0).sum() >= 30  # cores, not crumbs
 
 
+def _random_component(rng: np.random.Generator) -> scipy.sparse.csr_matrix:
+    """A connected kNN distance graph with blobs, rounded so that many distances tie."""
+    from scipy.sparse.csgraph import connected_components
+
+    n, k = int(rng.integers(6, 90)), int(rng.integers(2, 7))
+    points = rng.standard_normal((n, 4)) * rng.uniform(0.2, 1.0, (n, 1)) + rng.integers(0, 3, (n, 1))
+    distance = np.linalg.norm(points[:, None] - points[None], axis=2)
+    np.fill_diagonal(distance, np.inf)
+    heads = np.repeat(np.arange(n), k)
+    tails = np.argsort(distance, axis=1)[:, :k].ravel()
+    values = np.round(distance[heads, tails], int(rng.integers(1, 4))) + 1e-6
+    graph = scipy.sparse.coo_matrix((np.r_[values, values], (np.r_[heads, tails], np.r_[tails, heads])),
+                                    shape=(n, n)).tocsr()
+    graph.data = np.minimum(graph.data, 2.0)  # a pair found both ways was summed
+    _, component = connected_components(graph, directed=False)
+    keep = np.flatnonzero(component == np.bincount(component).argmax())
+    return graph[keep][:, keep]
+
+
+def test_leaves_from_the_tree_equal_hdbscans_own_estimator() -> None:
+    """dense_cores calls hdbscan's tree functions directly (the estimator's overhead dominated a
+    large window's run); on random graphs with many tied distances the labels are the same."""
+    import warnings
+
+    import hdbscan
+
+    from clustering.cluster import _leaves_from_tree
+
+    rng = np.random.default_rng(11)
+    compared = 0
+    for _ in range(150):
+        graph = _random_component(rng)
+        if graph.shape[0] < 6:
+            continue
+        size = int(rng.integers(2, 5))
+        estimator = hdbscan.HDBSCAN(metric="precomputed", min_cluster_size=size, min_samples=1,
+                                    cluster_selection_method="leaf", allow_single_cluster=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = estimator.fit_predict(graph)
+        assert np.array_equal(_leaves_from_tree(graph, size), expected)
+        compared += 1
+    assert compared > 100
+
+
 def test_a_small_component_is_one_core_and_too_small_is_none() -> None:
     heads, tails = np.array([0, 1, 3]), np.array([1, 2, 4])
     labels = dense_cores(5, heads, tails, np.array([0.9, 0.9, 0.9]), 3)
