@@ -44,6 +44,12 @@ Progress = Callable[[str, int, int], None]
 as they are done; ``"stories"`` (0 of N) says that N articles are being grouped."""
 
 
+KEYWORD_BACKGROUND_STORIES = 1000
+"""Stories whose words a run's keywords are weighed against (c-TF-IDF: frequent in this story, rare
+in the others): the relabelled ones and, up to this many in all, the window's newest other stories.
+Bounds the text a run reads for labels; more stories change which words count as common little."""
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -298,7 +304,8 @@ class Pipeline:
             self.store.add_story_members(assignment.story_of, now)
             self.store.record_lineage(assignment.merged_into, assignment.split_from)
             self.store.set_pending(assignment.pending)
-            self._relabel(canonical, canonical_vectors, assignment)
+            self._relabel(canonical, canonical_vectors, assignment,
+                          (story for story in memberships.values() if story is not None))
             self.store.mark_processed(unprocessed)
         unassigned = sum(1 for a in canonical if a.story_id is None and a.id not in assignment.story_of)
         clustered = len(canonical) if assignment.region is None else len(assignment.region)
@@ -358,10 +365,13 @@ class Pipeline:
             repaired = self.store.repair_times(since=since, now=now)
         return self._window_start(now) if repaired else since
 
-    def _relabel(self, canonical: Sequence[WindowArticle], vectors: Any,
-                 assignment: stories.StoryAssignment) -> None:
-        """Labels of the stories the run clustered (every story of the window on a first run
-        or a large one), topics of every story with members in the window."""
+    def _relabel(self, canonical: Sequence[WindowArticle], vectors: Any, assignment: stories.StoryAssignment,
+                 copies_moved: Iterable[str]) -> None:
+        """Labels of the stories whose members changed this run (``copies_moved``: stories an
+        earlier copy took over in dedup) and of any story without one; topics of every story with
+        members in the window; a story whose stored label cannot be read is relabelled too.  A story
+        whose members did not change keeps its headline and keywords: recomputing them against whichever stories a run happens to touch renamed one
+        unchanged story in six (ECB+ stream of 40 runs: 252 of 1,584)."""
         import numpy as np
 
         story_of = assignment.story_of
@@ -374,19 +384,21 @@ class Pipeline:
         if not members:
             return
         story_ids = sorted(members, key=lambda s: (len(s), s))
-        if assignment.region is None:
-            relabelled = story_ids
-        else:
-            region = set(assignment.region)
-            touched = {story_of.get(i) or a.story_id for a in canonical if (i := a.id) in region}
-            touched |= set(assignment.moved_from.values())
-            relabelled = [s for s in story_ids if s in touched]
-        current = self.store.story_label_texts(relabelled)
-        texts = {s: labels.StoryText(titles=[a.title for a in members[s]],
-                                     texts=[article_text(a.title, a.summary) for a in members[s]],
-                                     vectors=vectors[[row_of[a.id] for a in members[s]]],
-                                     current_label=current.get(s, "")) for s in relabelled}
-        found = labels.story_labels(texts, self.config.stories.keywords)
+        stored = self.store.stored_labels(story_ids)
+        current = {s: label for s, (label, _) in stored.items()}
+        changed = set(story_of.values()) | set(assignment.moved_from.values()) | set(copies_moved)
+        relabelled = [s for s in story_ids if s in changed or not stored.get(s, ("", False))[1]]
+
+        def story_text(story_id: str) -> labels.StoryText:
+            return labels.StoryText(titles=[a.title for a in members[story_id]],
+                                    texts=[article_text(a.title, a.summary) for a in members[story_id]],
+                                    vectors=vectors[[row_of[a.id] for a in members[story_id]]],
+                                    current_label=current.get(story_id, ""))
+
+        texts = {s: story_text(s) for s in relabelled}
+        others = [s for s in reversed(story_ids) if s not in texts][:max(0, KEYWORD_BACKGROUND_STORIES - len(texts))]
+        background = {s: story_text(s) for s in others}
+        found = labels.story_labels(texts, self.config.stories.keywords, background=background)
         import scipy.sparse
 
         rows = np.asarray([row_of[a.id] for s in story_ids for a in members[s]])

@@ -64,13 +64,17 @@ def _shown_titles(story: StoryText) -> list[str]:
     return [title or text[:HEADLINE_FALLBACK_CHARS] for title, text in zip(story.titles, story.texts, strict=True)]
 
 
-def keywords(stories: Mapping[str, StoryText], count: int) -> dict[str, tuple[str, ...]]:
-    """c-TF-IDF keywords of each story against the others."""
+def keywords(stories: Mapping[str, StoryText], count: int,
+             background: Mapping[str, StoryText] | None = None) -> dict[str, tuple[str, ...]]:
+    """c-TF-IDF keywords of each story against the others (``stories`` and ``background``; the
+    background stories get no keywords)."""
     counts = {sid: Counter(w for text in story.texts for w in words(text)) for sid, story in stories.items()}
+    others = [Counter(w for text in story.texts for w in words(text)) for story in (background or {}).values()]
     document_frequency: Counter[str] = Counter()
-    for counter in counts.values():
+    for counter in [*counts.values(), *others]:
         document_frequency.update(counter.keys())
-    average_words = (sum(sum(c.values()) for c in counts.values()) / max(len(counts), 1)) or 1.0
+    classes = len(counts) + len(others)
+    average_words = (sum(sum(c.values()) for c in [*counts.values(), *others]) / max(classes, 1)) or 1.0
     result: dict[str, tuple[str, ...]] = {}
     for sid, counter in counts.items():
         total = sum(counter.values()) or 1
@@ -80,9 +84,10 @@ def keywords(stories: Mapping[str, StoryText], count: int) -> dict[str, tuple[st
     return result
 
 
-def story_labels(stories: Mapping[str, StoryText], keyword_count: int) -> dict[str, tuple[str, tuple[str, ...]]]:
-    """story id -> (headline, keywords)."""
-    found = keywords(stories, keyword_count)
+def story_labels(stories: Mapping[str, StoryText], keyword_count: int,
+                 background: Mapping[str, StoryText] | None = None) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """story id -> (headline, keywords), keywords weighed against ``stories`` and ``background``."""
+    found = keywords(stories, keyword_count, background)
     return {sid: (headline(story), found[sid]) for sid, story in stories.items()}
 
 

@@ -692,14 +692,15 @@ class Store:
             self._write("UPDATE stories SET label = ?, keywords = ?, topic_id = ? WHERE id = ?",
                         (label, json.dumps(list(keywords), ensure_ascii=False), topics.get(story_id), story_id))
 
-    def story_label_texts(self, story_ids: Sequence[str]) -> dict[str, str]:
-        """The stored headline of each of these stories."""
-        labels: dict[str, str] = {}
+    def stored_labels(self, story_ids: Sequence[str]) -> dict[str, tuple[str, bool]]:
+        """Each of these stories' stored headline, and whether its label is whole (a headline and
+        keywords that read as a JSON list): a run relabels a story whose label is not."""
+        labels: dict[str, tuple[str, bool]] = {}
         for start in range(0, len(story_ids), 500):
             chunk = list(story_ids[start:start + 500])
             marks = ",".join("?" * len(chunk))
-            for row in self._query(f"SELECT id, label FROM stories WHERE id IN ({marks})", chunk):
-                labels[row["id"]] = row["label"]
+            for row in self._query(f"SELECT id, label, keywords FROM stories WHERE id IN ({marks})", chunk):
+                labels[row["id"]] = (row["label"] or "", bool(row["label"]) and _keyword_list(row["keywords"]))
         return labels
 
     def record_lineage(self, merged_into: dict[str, str], split_from: dict[str, str]) -> None:
@@ -779,6 +780,14 @@ class Store:
     def story_count(self) -> int:
         """Stories with at least one member (a running count kept by triggers: see ``_TALLY_TRIGGERS``)."""
         return int(self._query("SELECT value FROM tallies WHERE name = 'stories_with_members'")[0][0])
+
+
+def _keyword_list(value: object) -> bool:
+    """Whether a stored keywords value reads as a JSON list."""
+    try:
+        return isinstance(json.loads(value), list) if isinstance(value, str) else False
+    except ValueError:
+        return False
 
 
 def _stored_keywords(value: object, story_id: str) -> tuple[str, ...]:

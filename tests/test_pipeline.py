@@ -809,3 +809,23 @@ def test_open_pipeline_takes_a_mapping_and_refuses_other_kinds_as_config_errors(
         open_pipeline(tmp_path / "news.db", {"settings": {"window_days": "two"}})
     with pytest.raises(ConfigError, match="not int"):
         open_pipeline(tmp_path / "news.db", 3)  # type: ignore[arg-type]
+
+
+def test_a_story_whose_members_did_not_change_keeps_its_label(tmp_path: Path) -> None:
+    """Keywords were recomputed for every story a run's region touched, against whichever stories
+    that region held: one unchanged story in six got other keywords from one run to the next."""
+    database = tmp_path / "api.db"
+    with open_pipeline(database, hashing_config(), now=Clock()) as pipeline:
+        pipeline.add_articles(corpus())
+        pipeline.process()
+        quake = next(s.id for s in pipeline.stories() if "vellmar" in s.label.lower())
+    with sqlite3.connect(database) as raw:
+        raw.execute("""UPDATE stories SET keywords = '["kept"]'""")
+    with open_pipeline(database, hashing_config(), now=Clock(NOW + timedelta(hours=1))) as pipeline:
+        pipeline.add_articles([topic_article("quake", "eko", seed=91, hours=5.5),
+                               topic_article("quake", "fyr", seed=92, hours=5.6)])
+        report = pipeline.process()
+        assert report.stories_updated == 1
+        keywords = {s.id: s.keywords for s in pipeline.stories()}
+    assert keywords[quake] != ("kept",) and len(keywords[quake]) > 1   # it grew: relabelled
+    assert [k for s, k in keywords.items() if s != quake] == [("kept",), ("kept",)]
