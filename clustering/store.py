@@ -483,25 +483,30 @@ class Store:
     def vectors(self, ids: Sequence[int], model: str) -> np.ndarray:
         """The stored ``model`` vectors of ``ids``, one row each in that order.  Read by id ranges
         (``vector_ranges``): a window's ids are nearly consecutive, and one range scan of the
-        embeddings table costs less than as many key lookups, whatever the history around it."""
+        embeddings table costs less than as many key lookups, whatever the history around it.  The
+        rows come in id order, so they are matched to ``ids`` by one sorted search, not per id."""
         import numpy as np
 
-        found: dict[int, bytes] = {}
-        wanted = set(ids)
-        for low, high in vector_ranges(wanted):
-            for article_id, vector, stored_model in self._db_rows(
-                    "SELECT article_id, vector, model FROM embeddings WHERE article_id BETWEEN ? AND ?", (low, high)):
-                if article_id in wanted and stored_model == model:
-                    found[article_id] = vector
-        missing = [i for i in ids if i not in found]
-        if missing:
-            raise StorageError(f"no {model!r} embedding stored for articles {missing[:10]}")
-        if not ids:
+        if not len(ids):
             return np.zeros((0, 0), dtype=np.float32)
-        blobs = [found[i] for i in ids]
-        if len({len(b) for b in blobs}) != 1:
+        found_ids: list[int] = []
+        blobs: list[bytes] = []
+        for low, high in vector_ranges(ids):
+            for article_id, vector in self._db_rows("SELECT article_id, vector FROM embeddings"
+                                                    " WHERE article_id BETWEEN ? AND ? AND model = ?",
+                                                    (low, high, model)):
+                found_ids.append(article_id)
+                blobs.append(vector)
+        wanted = np.asarray(ids, dtype=np.int64)
+        stored = np.asarray(found_ids, dtype=np.int64)
+        position = np.clip(np.searchsorted(stored, wanted), 0, max(len(stored) - 1, 0))
+        present = stored[position] == wanted if len(stored) else np.zeros(len(wanted), dtype=bool)
+        if not present.all():
+            raise StorageError(f"no {model!r} embedding stored for articles {wanted[~present].tolist()[:10]}")
+        chosen = [blobs[i] for i in position.tolist()]
+        if len({len(b) for b in chosen}) != 1:
             raise StorageError(f"the stored {model!r} embeddings of these articles differ in length")
-        return np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(len(ids), -1).copy()
+        return np.frombuffer(b"".join(chosen), dtype=np.float32).reshape(len(chosen), -1).copy()
 
     def _db_rows(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         """Plain tuples (no Row objects) for the bulk reads of a run."""
