@@ -476,8 +476,9 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace, history_se
                     f"+{args.new} run {r['new']['seconds'] / base['new']['seconds']:.2f}×, its store part "
                     f"{r['new']['stages']['store'] / base['new']['stages']['store']:.2f}× "
                     f"({r['new']['stages']['store']:.2f} s vs {base['new']['stages']['store']:.2f} s), the stages that "
-                    f"read no stored history (dedup, stories, the rest) {_compute(r['new']) / _compute(base['new']):.2f}×"
-                    f" ({_compute(r['new']):.2f} s vs {_compute(base['new']):.2f} s, the machine's noise); first run "
+                    f"read no stored history (dedup, stories, the rest) "
+                    f"{_compute(r['new']) / _compute(base['new']):.2f}× ({_compute(r['new']):.2f} s vs "
+                    f"{_compute(base['new']):.2f} s, time outside the store's calls); first run "
                     f"{r['first']['seconds'] / base['first']['seconds']:.2f}×, its store part "
                     f"{r['first']['stages']['store'] / base['first']['stages']['store']:.2f}×.")
     if history_seconds is not None:
