@@ -104,9 +104,11 @@ def test_one_day_through_the_cli(bench: ModuleType, tmp_path: Path) -> None:
     outlets = ["a", "b", "c"]
     items = bench.plan(sources(bench), articles=8, seed=5, outlets=outlets, days=1, wire_share=0.5)
     deployment = bench.simulate(items, tmp_path, outlets=outlets, days=1, model="hashing")
-    (run,) = deployment.runs
+    run, again = deployment.runs
     assert run["feeds_ok"] == 3 and run["feeds_failed"] == 0 and run["http"] == {"200": 3}
     assert run["new_articles"] == len(items)
+    assert again["feeds_not_modified"] == again["conditional_requests"] == 3 and again["new_articles"] == 0
+    assert again["http"] == {"200": 0, "304": 3}
     outcome = bench.read_outcome(deployment, tmp_path)
     assert outcome.stored == outcome.served == len(items)
     assert outcome.copies_linked == outcome.copies_planted > 0
