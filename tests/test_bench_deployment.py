@@ -118,4 +118,7 @@ def test_one_day_through_the_cli(bench: ModuleType, tmp_path: Path) -> None:
     figures = bench.summary(outcome)
     assert figures["stories"] == len(outcome.stories)
     lines = bench.summary_lines(figures, outcome)
-    assert lines[-1].startswith("wire copies:")
+    heads = [line.split(":")[0] for line in lines if not line.startswith(" ")]
+    assert heads[:3] == ["articles", "stories", "stories mixing BBC sections"] and "wire copies" in heads
+    assert heads[-1].startswith("close pairs apart")
+    assert all(pair[0] >= bench.CLOSE_PAIR_COSINE for pair in outcome.close_pairs)
