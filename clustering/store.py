@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .errors import ConfigError, LockedError, NotFoundError, StorageError, quote_value
-from .types import Article, DuplicateLink, FeedStatus, Story
+from .types import Article, DuplicateLink, FeedStatus, Story, Topic
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 SQLITE_MAX_INTEGER = 2**63 - 1
 """The largest integer SQLite binds (a larger --limit means no limit)."""
 BUSY_TIMEOUT_MS = 30_000
@@ -68,6 +68,48 @@ _VERSION_4 = [
     "ALTER TABLE stories ADD COLUMN merged_into TEXT",
     "ALTER TABLE stories ADD COLUMN split_from TEXT",
 ]
+
+_VERSION_5: list[str] = []
+"""Placeholder for issue 16's schema step (lock, content hash): it replaces this list at merge."""
+
+_VERSION_6 = [
+    # what each run changed, so a desk can follow stories (history.py)
+    "CREATE TABLE runs (id INTEGER PRIMARY KEY, finished TEXT NOT NULL, processed INTEGER NOT NULL,"
+    " unassigned INTEGER NOT NULL, pending INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX runs_finished ON runs (finished)",
+    "CREATE TABLE story_events (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs (id)"
+    " ON DELETE CASCADE, story_id TEXT NOT NULL, kind TEXT NOT NULL, article_id INTEGER, other_story_id TEXT,"
+    " label_before TEXT, label_after TEXT)",
+    "CREATE INDEX story_events_story ON story_events (story_id, run_id)",
+    "CREATE INDEX story_events_run ON story_events (run_id)",
+    # topic names (topics.py)
+    "CREATE TABLE topics (id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', keywords TEXT NOT NULL DEFAULT '[]',"
+    " updated TEXT NOT NULL)",
+    "CREATE INDEX stories_topic ON stories (topic_id)",
+    # read-only views with the shapes of `--format csv` (docs/schema.md)
+    "CREATE VIEW story_list AS SELECT s.id, s.label,"
+    " (SELECT group_concat(k.value, ';') FROM json_each(s.keywords) k) AS keywords,"
+    " count(m.article_id) AS size, count(DISTINCT a.source) AS canonical_sources,"
+    " count(DISTINCT a.source) + (SELECT count(DISTINCT da.source) FROM duplicates d JOIN story_members dm"
+    "  ON dm.article_id = d.canonical_id JOIN articles da ON da.id = d.article_id WHERE dm.story_id = s.id"
+    "  AND da.source NOT IN (SELECT a2.source FROM story_members m2 JOIN articles a2 ON a2.id = m2.article_id"
+    "  WHERE m2.story_id = s.id)) AS sources,"
+    " (SELECT count(*) FROM duplicates d JOIN story_members dm ON dm.article_id = d.canonical_id"
+    "  WHERE dm.story_id = s.id) AS duplicates,"
+    " min(a.published) AS first_seen, max(a.published) AS last_seen, s.topic_id, t.name AS topic_name,"
+    " s.split_from FROM stories s JOIN story_members m ON m.story_id = s.id JOIN articles a ON a.id = m.article_id"
+    " LEFT JOIN topics t ON t.id = s.topic_id GROUP BY s.id",
+    "CREATE VIEW article_list AS SELECT a.id, a.source, a.title, a.url, a.published, a.first_seen,"
+    " d.canonical_id AS duplicate_of, COALESCE(m.story_id, mc.story_id) AS story_id FROM articles a"
+    " LEFT JOIN duplicates d ON d.article_id = a.id LEFT JOIN story_members m ON m.article_id = a.id"
+    " LEFT JOIN story_members mc ON mc.article_id = d.canonical_id",
+    "CREATE VIEW duplicate_list AS SELECT d.article_id, d.canonical_id, d.kind, round(d.score, 4) AS score,"
+    " a.source, c.source AS canonical_source, a.title, a.published, mc.story_id FROM duplicates d"
+    " JOIN articles a ON a.id = d.article_id JOIN articles c ON c.id = d.canonical_id"
+    " LEFT JOIN story_members mc ON mc.article_id = d.canonical_id",
+]
+"""Schema version 6 (issue 17): runs and story events, topic names, views for users' own queries.
+The views mirror the columns of ``clustering stories|articles|duplicates --format csv``."""
 
 SCHEMA = """
 CREATE TABLE feeds (
@@ -131,13 +173,15 @@ CREATE TABLE story_members (
 CREATE INDEX story_members_story ON story_members (story_id);
 -- schema version 3: what a run reads is found through an index, never by reading history
 """ + ";\n".join([*_VERSION_3, "INSERT INTO tallies (name, value) VALUES ('stories_with_members', 0)",
-                  *_TALLY_TRIGGERS, *_VERSION_4]) + ";\n"
+                  *_TALLY_TRIGGERS, *_VERSION_4, *_VERSION_5, *_VERSION_6]) + ";\n"
 
 MIGRATIONS = {
     2: ["ALTER TABLE articles ADD COLUMN pending_group TEXT"],
     3: [*_VERSION_3, "INSERT INTO tallies (name, value) SELECT 'stories_with_members', count(DISTINCT story_id)"
         " FROM story_members", *_TALLY_TRIGGERS],
     4: _VERSION_4,
+    5: _VERSION_5,
+    6: _VERSION_6,
 }
 """Statements that bring a database from the version before the key to the key's version."""
 
@@ -730,8 +774,9 @@ class Store:
     def stories(self, *, since: datetime | None = None, limit: int | None = None,
                 story_ids: Sequence[str] | None = None) -> list[Story]:
         sql = ("SELECT s.id, s.label, s.keywords, s.topic_id, s.split_from, count(m.article_id) AS size,"
+               " (SELECT t.name FROM topics t WHERE t.id = s.topic_id) AS topic_name,"
+               " group_concat(m.article_id || ' ' || a.published) AS members,"
                " count(DISTINCT a.source) AS src, min(a.published) AS first, max(a.published) AS last,"
-               " group_concat(m.article_id) AS ids,"
                " (SELECT count(*) FROM duplicates d JOIN story_members mm ON mm.article_id = d.canonical_id"
                "   WHERE mm.story_id = s.id) AS dups,"
                " (SELECT count(DISTINCT da.source) FROM duplicates d JOIN story_members mm ON"
@@ -743,17 +788,10 @@ class Store:
         if story_ids is not None:
             sql += f" WHERE s.id IN ({','.join('?' * len(story_ids))})"
             params.extend(story_ids)
-        sql += " GROUP BY s.id"
-        if since is not None:
-            sql += " HAVING max(a.published) >= ?"
-            params.append(to_text(since))
-        sql += " ORDER BY last DESC, size DESC, s.id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(min(int(limit), SQLITE_MAX_INTEGER))
+        sql += " GROUP BY s.id" + _active_since(since, "size DESC, s.id", limit, params)
         result = []
         for r in self._query(sql, params):
-            ids = tuple(sorted(int(x) for x in r["ids"].split(","))) if r["ids"] else ()
+            ids = _time_ordered(r["members"])
             first, last = read_time(r["first"]), read_time(r["last"])
             if first is None or last is None:
                 log.warning("story %s: a member's stored publication time is not readable (the next run "
@@ -762,8 +800,98 @@ class Store:
                                 size=r["size"], sources=r["src"] + (r["dup_sources"] or 0),
                                 first_seen=first or last or UNREADABLE_TIME, last_seen=last or first or UNREADABLE_TIME,
                                 topic_id=r["topic_id"], article_ids=ids, duplicates=r["dups"] or 0,
-                                canonical_sources=r["src"], split_from=r["split_from"]))
+                                canonical_sources=r["src"], split_from=r["split_from"],
+                                topic_name=r["topic_name"] or None))
         return result
+
+    # --- topics and listings (schema 6) ------------------------------------------------
+    def topic_names(self, topic_ids: Sequence[str]) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for start in range(0, len(topic_ids), 500):
+            chunk = list(topic_ids[start:start + 500])
+            rows = self._query(f"SELECT id, name FROM topics WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+            names.update({r["id"]: r["name"] for r in rows})
+        return names
+
+    def save_topics(self, names: dict[str, tuple[str, Sequence[str]]], now: datetime) -> None:
+        self._write_many("INSERT INTO topics (id, name, keywords, updated) VALUES (?, ?, ?, ?) ON CONFLICT (id)"
+                         " DO UPDATE SET name = excluded.name, keywords = excluded.keywords, updated = excluded.updated",
+                         ((t, name, json.dumps(list(keywords), ensure_ascii=False), to_text(now))
+                          for t, (name, keywords) in names.items()))
+
+    def topics(self, *, since: datetime | None = None, limit: int | None = None) -> list[Topic]:
+        """Topics with stories that have members, most recently active first."""
+        sql = ("SELECT s.topic_id, t.name, t.keywords, count(DISTINCT s.id) AS stories, count(m.article_id) AS size,"
+               " min(a.published) AS first, max(a.published) AS last,"
+               " group_concat(DISTINCT s.id) AS story_ids FROM stories s"
+               " JOIN story_members m ON m.story_id = s.id JOIN articles a ON a.id = m.article_id"
+               " LEFT JOIN topics t ON t.id = s.topic_id WHERE s.topic_id IS NOT NULL GROUP BY s.topic_id")
+        params: list[Any] = []
+        sql += _active_since(since, "stories DESC, s.topic_id", limit, params)
+        result = []
+        for r in self._query(sql, params):
+            first, last = read_time(r["first"]), read_time(r["last"])
+            result.append(Topic(id=r["topic_id"], name=r["name"] or "",
+                                keywords=_stored_keywords(r["keywords"] or "[]", r["topic_id"]),
+                                stories=r["stories"], articles=r["size"],
+                                first_seen=first or last or UNREADABLE_TIME, last_seen=last or first or UNREADABLE_TIME,
+                                story_ids=tuple(sorted(r["story_ids"].split(","), key=_story_order))))
+        return result
+
+    def list_articles(self, *, story_id: str | None = None, unassigned: bool = False,
+                      sources: Sequence[str] | None = None, words: Sequence[str] = (),
+                      since: datetime | None = None, until: datetime | None = None,
+                      limit: int | None = None) -> list[Article]:
+        """Articles in time order (oldest first), filtered: of one story (its members and their
+        copies), in no story and no copy (``unassigned``), from these sources, whose title or
+        text holds every one of ``words`` (case-insensitive), published in [since, until)."""
+        sql = self._ARTICLE_SELECT
+        where: list[str] = []
+        params: list[Any] = []
+        if story_id is not None:
+            where.append("COALESCE(m.story_id, mc.story_id) = ?")
+            params.append(story_id)
+        if unassigned:
+            where.append("m.story_id IS NULL AND d.canonical_id IS NULL")
+        if sources is not None:
+            where.append(f"a.source IN ({','.join('?' * len(sources))})" if sources else "0")
+            params.extend(sources)
+        for word in words:
+            where.append("(instr(lower(a.title), ?) > 0 OR instr(lower(a.summary), ?) > 0)")
+            params += [word.lower(), word.lower()]
+        if since is not None:
+            where.append("a.published >= ?")
+            params.append(to_text(since))
+        if until is not None:
+            where.append("a.published < ?")
+            params.append(to_text(until))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY a.published, a.id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(min(int(limit), SQLITE_MAX_INTEGER))
+        return [self._row_to_article(r) for r in self._query(sql, params)]
+
+    def duplicate_rows(self, *, story_id: str | None = None, since: datetime | None = None,
+                       sources: Sequence[str] | None = None) -> list[sqlite3.Row]:
+        """Rows of the ``duplicate_list`` view (the shape of ``clustering duplicates``), copies in
+        time order."""
+        sql = "SELECT * FROM duplicate_list"
+        where: list[str] = []
+        params: list[Any] = []
+        if story_id is not None:
+            where.append("story_id = ?")
+            params.append(story_id)
+        if since is not None:
+            where.append("published >= ?")
+            params.append(to_text(since))
+        if sources is not None:
+            where.append(f"source IN ({','.join('?' * len(sources))})" if sources else "0")
+            params.extend(sources)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return self._query(sql + " ORDER BY published, article_id", params)
 
     def article_assignments(self) -> dict[int, tuple[str | None, int | None, str | None]]:
         """article id -> (story id, canonical id, link kind): a duplicate reports its canonical's story."""
@@ -785,6 +913,33 @@ class Store:
     def story_count(self) -> int:
         """Stories with at least one member (a running count kept by triggers: see ``_TALLY_TRIGGERS``)."""
         return int(self._query("SELECT value FROM tallies WHERE name = 'stories_with_members'")[0][0])
+
+
+def _active_since(since: datetime | None, order: str, limit: int | None, params: list[Any]) -> str:
+    """The end of a grouped query over members ``a``: groups with an article published since
+    ``since``, the most recently active (``last``) first, then ``order``; at most ``limit``."""
+    sql = ""
+    if since is not None:
+        sql += " HAVING max(a.published) >= ?"
+        params.append(to_text(since))
+    sql += f" ORDER BY last DESC, {order}"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(min(int(limit), SQLITE_MAX_INTEGER))
+    return sql
+
+
+def _time_ordered(members: str | None) -> tuple[int, ...]:
+    """Article ids from ``group_concat(id || ' ' || published)``, oldest first (ties by id)."""
+    if not members:
+        return ()
+    pairs = [item.split(" ", 1) for item in members.split(",")]
+    return tuple(int(i) for i, _ in sorted(pairs, key=lambda p: (p[1] if len(p) > 1 else "", int(p[0]))))
+
+
+def _story_order(story_id: str) -> tuple[int, str]:
+    digits = story_id[1:].split("-")[0]
+    return (int(digits) if digits.isdigit() else 0, story_id)
 
 
 def _keyword_list(value: object) -> bool:

@@ -149,7 +149,7 @@ def test_version_1_database_is_migrated_keeping_its_data(db_path: Path) -> None:
     finally:
         migrated.close()
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
 def test_version_2_database_is_migrated_keeping_its_data(db_path: Path) -> None:
@@ -178,7 +178,7 @@ def test_version_2_database_is_migrated_keeping_its_data(db_path: Path) -> None:
     finally:
         migrated.close()
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 6
         indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "articles_pending" in indexes
         columns = {r[1] for r in raw.execute("PRAGMA table_info(stories)")}
