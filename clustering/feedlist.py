@@ -139,10 +139,11 @@ def import_opml(path: Path, opml: Path) -> list[str]:
             if url:
                 if url in urls:
                     continue
-                base = re.sub(r"\s+", " ", label).strip()[:100] or name_from_url(url)
+                base = re.sub(r"[^\w .@+-]+", " ", label)
+                base = re.sub(r"\s+", " ", base).strip(" ._@+-")[:95] or name_from_url(url)
                 name, n = base, 2
                 while name in names:
-                    name, n = f"{base} ({n})", n + 1
+                    name, n = f"{base} {n}", n + 1
                 entry = CommentedMap([("name", name), ("url", url)])
                 if folders:
                     entry["tags"] = list(folders)
