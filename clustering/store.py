@@ -814,8 +814,8 @@ class Store:
         return names
 
     def save_topics(self, names: dict[str, tuple[str, Sequence[str]]], now: datetime) -> None:
-        self._write_many("INSERT INTO topics (id, name, keywords, updated) VALUES (?, ?, ?, ?) ON CONFLICT (id)"
-                         " DO UPDATE SET name = excluded.name, keywords = excluded.keywords, updated = excluded.updated",
+        self._write_many("INSERT INTO topics (id, name, keywords, updated) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO"
+                         " UPDATE SET name = excluded.name, keywords = excluded.keywords, updated = excluded.updated",
                          ((t, name, json.dumps(list(keywords), ensure_ascii=False), to_text(now))
                           for t, (name, keywords) in names.items()))
 

@@ -80,8 +80,8 @@ def followed(tmp_path: Path) -> Any:
                            for t, topic in enumerate(TOPICS) for s, source in enumerate(["ara", "bel", "cor", "dun"])])
     first = pipeline.process()
     clock.moment += timedelta(hours=1)
-    pipeline.add_articles([article("quake", source, 50 + s, hours=6 + s) for s, source in enumerate(["eka", "fin", "gal"])]
-                          + [article("noise", "ara", 99, hours=8)])
+    pipeline.add_articles([article("quake", source, 50 + s, hours=6 + s)
+                           for s, source in enumerate(["eka", "fin", "gal"])] + [article("noise", "ara", 99, hours=8)])
     second = pipeline.process()
     with pipeline:
         yield pipeline, clock, first, second
