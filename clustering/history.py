@@ -9,7 +9,9 @@ The story algorithm itself (stories.py) knows nothing of this.
 History stays bounded: the article events (``joined``, ``left``) of runs that finished
 before the window are deleted (``compact``): the window is what a run can still change,
 and an older article's story is in ``story_members``.  The story events (created,
-relabelled, split, merged) are kept: a few rows per story.
+relabelled, split, merged) are kept: a few rows per story.  Each run compacts what left
+the window since the run before, so in steady state its cost follows the articles a run
+processes, not the history (tests/test_store_plans.py).
 """
 
 from __future__ import annotations
@@ -104,15 +106,24 @@ def store_run(store: Store, *, finished: datetime, processed: int, unassigned: i
 
 
 def compact(store: Store, before: datetime) -> int:
-    """Delete the article events of runs finished before ``before`` (the window start), and such
-    runs left with no event but the last; returns the events deleted."""
+    """Delete the article events of runs finished before ``before`` (the window start) and mark
+    those runs compacted; drop such runs left with no event (but the last).  Reads only the runs
+    not compacted yet (index ``runs_to_compact``).  Returns the events deleted."""
     from .store import to_text
 
-    cursor = store._write(f"DELETE FROM story_events WHERE kind IN ({','.join('?' * len(ARTICLE_EVENTS))})"
-                          " AND run_id IN (SELECT id FROM runs WHERE finished < ?)", (*ARTICLE_EVENTS, to_text(before)))
-    store._write("DELETE FROM runs WHERE finished < ? AND id < (SELECT max(id) FROM runs)"
-                 " AND NOT EXISTS (SELECT 1 FROM story_events e WHERE e.run_id = runs.id)", (to_text(before),))
-    return int(cursor.rowcount)
+    old = [r["id"] for r in store._query("SELECT id FROM runs WHERE compacted = 0 AND finished < ?",
+                                         (to_text(before),))]
+    deleted = 0
+    for start in range(0, len(old), 500):
+        chunk = old[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        cursor = store._write(f"DELETE FROM story_events WHERE run_id IN ({marks})"
+                              f" AND kind IN ({','.join('?' * len(ARTICLE_EVENTS))})", (*chunk, *ARTICLE_EVENTS))
+        deleted += int(cursor.rowcount)
+        store._write(f"UPDATE runs SET compacted = 1 WHERE id IN ({marks})", chunk)
+        store._write(f"DELETE FROM runs WHERE id IN ({marks}) AND id < (SELECT max(id) FROM runs)"
+                     " AND NOT EXISTS (SELECT 1 FROM story_events e WHERE e.run_id = runs.id)", chunk)
+    return deleted
 
 
 def last_run(store: Store) -> RunRecord | None:
@@ -133,6 +144,8 @@ def runs(store: Store, *, after_id: int | None = None, since: datetime | None = 
     elif since is not None:
         sql += " WHERE finished >= ?"
         params.append(to_text(since))
+    elif limit_last is not None:  # through the key from the last id down: never a scan of the table
+        sql += " WHERE id <= (SELECT max(id) FROM runs)"
     sql += " ORDER BY id DESC"
     if limit_last is not None:
         sql += " LIMIT ?"

@@ -75,13 +75,16 @@ _VERSION_5: list[str] = []
 _VERSION_6 = [
     # what each run changed, so a desk can follow stories (history.py)
     "CREATE TABLE runs (id INTEGER PRIMARY KEY, finished TEXT NOT NULL, processed INTEGER NOT NULL,"
-    " unassigned INTEGER NOT NULL, pending INTEGER NOT NULL DEFAULT 0)",
+    " unassigned INTEGER NOT NULL, pending INTEGER NOT NULL DEFAULT 0, compacted INTEGER NOT NULL DEFAULT 0)",
     "CREATE INDEX runs_finished ON runs (finished)",
+    # the runs whose article events are still there: what history.compact looks at, never all runs
+    "CREATE INDEX runs_to_compact ON runs (finished) WHERE compacted = 0",
     "CREATE TABLE story_events (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs (id)"
     " ON DELETE CASCADE, story_id TEXT NOT NULL, kind TEXT NOT NULL, article_id INTEGER, other_story_id TEXT,"
     " label_before TEXT, label_after TEXT)",
     "CREATE INDEX story_events_story ON story_events (story_id, run_id)",
-    "CREATE INDEX story_events_run ON story_events (run_id)",
+    "CREATE INDEX story_events_run ON story_events (run_id, kind)",
+    "CREATE INDEX story_events_other ON story_events (other_story_id)",
     # topic names (topics.py)
     "CREATE TABLE topics (id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', keywords TEXT NOT NULL DEFAULT '[]',"
     " updated TEXT NOT NULL)",
