@@ -367,6 +367,12 @@ class Store:
         if version == 0:
             raise StorageError(f"{self.path} is not a clustering database (a `clustering run` on an empty "
                                "file makes it one)")
+        if version < 6:
+            # schema 6's tables and views, empty, in this connection's TEMP schema (never in the
+            # file): a reading command works before the next run migrates the database
+            for statement in _VERSION_6:
+                if statement.startswith(("CREATE TABLE", "CREATE VIEW")):
+                    self._db.execute(statement.replace("CREATE ", "CREATE TEMP ", 1))
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]

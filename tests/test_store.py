@@ -621,3 +621,35 @@ def test_read_only_store_never_creates_a_database(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="not a clustering database"):
         Store(tmp_path / "empty.db", read_only=True)
     assert (tmp_path / "empty.db").read_bytes() == b""
+
+
+def test_a_version_4_database_is_read_before_a_run_migrates_it(db_path: Path) -> None:
+    """Schema 6 (issue 17) added runs, story events, topics and views: a reading command opens an
+    older database read-only, finds them empty, and leaves the file as it was."""
+    from clustering.store import MIGRATIONS
+
+    with sqlite3.connect(db_path) as raw:
+        raw.executescript(VERSION_2)
+        for version in (3, 4):
+            for statement in MIGRATIONS[version]:
+                raw.execute(statement)
+        raw.execute("INSERT INTO articles (source, entry_key, title, summary, published, first_seen, text_hash)"
+                    " VALUES ('wire', 'k1', 'Old article', '', '2024-05-01T12:00:00Z', '2024-05-01T12:00:00Z', 'h')")
+        raw.execute("INSERT INTO stories (id, label, topic_id, created, updated) VALUES ('s1', 'Old', 't1', 'x', 'x')")
+        raw.execute("INSERT INTO story_members (article_id, story_id, added) VALUES (1, 's1', 'x')")
+        raw.execute("PRAGMA user_version = 4")
+    reader = Store(db_path, read_only=True)
+    try:
+        [story] = reader.stories()
+        assert (story.id, story.topic_id, story.topic_name) == ("s1", "t1", None)
+        assert [t.id for t in reader.topics()] == ["t1"]
+        assert [a.story_id for a in reader.list_articles()] == ["s1"]
+    finally:
+        reader.close()
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert raw.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone()[0] == 0
+    Store(db_path).close()  # a writer migrates it
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert raw.execute("SELECT id, topic_id, size FROM story_list").fetchall() == [("s1", "t1", 1)]
