@@ -12,8 +12,11 @@ summary.  Everything it ran is printed with its output.  Nothing leaves the mach
 from __future__ import annotations
 
 import argparse
+import csv
 import functools
 import http.server
+import io
+import json
 import os
 import random
 import subprocess
@@ -57,6 +60,29 @@ SCHEDULE = {  # day -> events with articles that day (articles per outlet)
     4: ["relief", "floods", "final"],
 }
 OUTLETS = ["wire", "herald", "gazette", "ledger", "courier"]
+ONE_OFFS = [(title, f"{title}. {body}") for title, body in [
+    ("City museum reopens after renovation", "The museum's new wing shows medieval maps and ship models."),
+    ("Recipe: a winter soup of lentils", "Slow-cooked lentils with cumin, carrots and lemon."),
+    ("Local choir wins regional contest", "Forty singers took the cup with a programme of folk songs."),
+    ("New bus timetable starts Monday", "Night buses will run every thirty minutes on the ring road."),
+    ("Astronomers spot a distant comet", "The comet will be visible with binoculars before dawn."),
+    ("Chess prodigy, 12, earns master title", "She beat three grandmasters in the open tournament."),
+    ("Bakery chain recalls rye bread", "A labelling error left out a sesame allergy warning."),
+    ("Zoo welcomes twin red pandas", "Keepers say the cubs are healthy and feeding well."),
+    ("Library extends opening hours", "Reading rooms will stay open until ten on weekdays."),
+    ("Marathon route changes for roadworks", "Runners will cross the old bridge instead of the harbour."),
+    ("Violinist donates rare instrument", "The 18th-century violin goes to the conservatory."),
+    ("Startup unveils electric cargo bike", "The bike carries 200 kilograms and folds for storage."),
+    ("Farmers market moves to the square", "Stalls sell cheese, honey and apples every Saturday."),
+    ("Film festival announces jury", "A documentary maker will chair this year's jury."),
+    ("Hospital opens new maternity ward", "Twelve rooms and a neonatal unit were added."),
+    ("Old lighthouse to become a hotel", "Investors plan six rooms in the restored tower."),
+    ("School robotics team heads to finals", "Their robot sorts recycling by colour and weight."),
+    ("Rare orchid blooms in botanic garden", "The flower opens once every seven years."),
+    ("Ferry fares to rise in spring", "Operators blame fuel costs and new safety rules."),
+    ("Poet laureate named", "Her collection about the coast won last year's prize."),
+]]
+"""One article a day per outlet on nothing any other article tells: it stays in no story."""
 """Outlets with their own articles; ``metro`` reprints the wire's (a duplicate of each)."""
 
 
@@ -82,10 +108,8 @@ def feed_items(day: int, outlet: str, start: datetime) -> list[tuple[str, str, s
             items.append((f"{outlet}-{d}-{event}", title, text, published))
         # one article a day on nothing else: it stays in no story
         if outlet != "metro":
-            rng = random.Random(f"{outlet}{d}")
-            words = [f"w{rng.randrange(10**6)}" for _ in range(12)]
-            items.append((f"{outlet}-{d}-misc", " ".join(words[:5]).capitalize(), " ".join(words) + ".",
-                          start + timedelta(days=d - 1, hours=20)))
+            title, text = ONE_OFFS[(d - 1) * len(OUTLETS) + OUTLETS.index(outlet)]
+            items.append((f"{outlet}-{d}-misc", title, text, start + timedelta(days=d - 1, hours=20)))
     return items
 
 
@@ -102,14 +126,16 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def show(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    print(f"$ clustering {' '.join(args)}")
+def show(folder: Path, *args: str, quiet: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``clustering ARGS`` in ``folder`` and print the command and its output (not when ``quiet``)."""
     result = subprocess.run([sys.executable, "-m", "clustering", *args], cwd=folder, capture_output=True, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}, timeout=600)
-    print(result.stdout.rstrip())
-    if result.stderr.strip():
-        print("[stderr] " + result.stderr.rstrip())
-    print(f"[exit {result.returncode}]\n")
+    if not quiet:
+        print(f"$ clustering {' '.join(args)}")
+        print(result.stdout.rstrip())
+        if result.stderr.strip():
+            print("[stderr] " + result.stderr.rstrip())
+        print(f"[exit {result.returncode}]\n")
     return result
 
 
@@ -145,10 +171,38 @@ def main() -> int:
                 show(folder, "topics")
                 show(folder, "stories")
                 if day == 3:
-                    show(folder, "story", "s1", "--history")
-        show(folder, "run", "--force")  # nothing new: the summary keeps the window's unassigned count
+                    events = json.loads(show(folder, "changes", "--format", "json", quiet=True).stdout)
+                    created = [e["story_id"] for e in events if e["kind"] == "created"]
+                    grew = sorted({e["story_id"] for e in events if e["kind"] == "joined"} - set(created))
+                    for story_id in (created[:1] + grew[:1]):
+                        show(folder, "story", story_id, "--history")
+                        history = json.loads(show(folder, "story", story_id, "--history", "--json", quiet=True).stdout)
+                        mine = [e for e in events if e["story_id"] == story_id or (
+                            e["other_story_id"] == story_id and e["kind"] in ("split", "merged"))]
+                        print(f"check: {story_id}'s run-{events[0]['run_id']} history equals `changes`' events for "
+                              f"it: {[e for e in history if e['run_id'] == events[0]['run_id']] == mine} "
+                              f"({len(mine)} events)\n")
+        quiet = json.loads(show(folder, "run", "--force", "--json").stdout)  # nothing new
+        show(folder, "run", "--force")  # its summary keeps the window's unassigned count
         show(folder, "changes", "--since", "2")
-        show(folder, "articles", "--unassigned", "--format", "csv")
+        unassigned_csv = show(folder, "articles", "--unassigned", "--format", "csv").stdout
+        try:
+            import pandas
+
+            frame = pandas.read_csv(io.StringIO(unassigned_csv))
+            print(f"check: pandas.read_csv(articles --unassigned --format csv) has {len(frame)} rows; the run "
+                  f"summary says {quiet['unassigned']} unassigned: {len(frame) == quiet['unassigned']}\n")
+        except ImportError:
+            print("check: pandas is not installed (pip install pandas) - skipped\n")
+        for command, key in (("stories", "id"), ("articles", "id"), ("duplicates", "article_id")):
+            as_json = json.loads(show(folder, command, "--json", quiet=True).stdout)
+            rows = list(csv.DictReader(io.StringIO(show(folder, command, "--format", "csv", quiet=True).stdout)))
+            lines = [json.loads(line) for line in show(folder, command, "--format", "jsonl", quiet=True).stdout
+                     .splitlines()]
+            same = [str(r[key]) for r in as_json] == [r[key] for r in rows] == [str(r[key]) for r in lines]
+            print(f"check: {command}: --json {len(as_json)} rows, csv {len(rows)}, jsonl {len(lines)}; "
+                  f"ids equal in order: {same}; jsonl == json: {lines == as_json}")
+        print()
         show(folder, "articles", "--tag", "agency", "--search", "Vellmar")
         show(folder, "duplicates")
         show(folder, "feeds")
