@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     changes.add_argument("--since", type=_run_or_since, metavar="RUN|WHEN",
                          help="the runs after run RUN, or those finished in the last WHEN (6h, 2d) before the last "
                               "run, or since an ISO date (default: the last run)")
+    _add_tag(changes, "only changes to stories with an article from a feed tagged TAG")
     _add_format(changes)
 
     report = add_command("report", help="write the HTML report: topics, stories, sources, copies, timeline")
@@ -454,6 +455,10 @@ def cmd_changes(args: argparse.Namespace) -> int:
         else:
             runs = pipeline.runs(last=1)
         events = pipeline.changes(since=runs[0].id - 1) if runs else []
+        sources = _tagged_sources(pipeline, args.tag)
+        if sources is not None:
+            tagged = {a.story_id for a in pipeline.articles(sources=sources)}
+            events = [e for e in events if e.story_id in tagged]
         stories = {s.id: s for s in pipeline.stories()}
     _print_listing(args, [event_row(e) for e in events], lambda width: changes_text(runs, events, stories, width),
                    columns=("run_id", "run_finished", "story_id", "kind", "article_id", "other_story_id",

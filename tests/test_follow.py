@@ -216,5 +216,8 @@ def test_feeds_add_and_remove_from_the_command_line(deployment: Deployment, tmp_
     assert 'xmlUrl="https://courier.example/rss"' in exported
     output(tmp_path, "feeds", "remove", "courier")
     assert "courier" not in config.read_text(encoding="utf-8")
+    every_change = deployment.json("changes", "--since", "0", "--json")
+    assert deployment.json("changes", "--since", "0", "--tag", "press", "--json") == every_change  # all have press
+    assert deployment.json("changes", "--since", "0", "--tag", "sports", "--json") == []
     feeds = deployment.json("feeds", "--tag", "agency", "--json")
     assert {f["name"] for f in feeds} == {"wire", "metro"} and feeds[0]["tags"] == ["agency"]
