@@ -17,7 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from . import dedup, history, labels, stories, topics
+from . import dedup, history, labels, listing_queries, stories, topics
 from .config import Config, FeedConfig, load_config, parse_config
 from .embed import Embedder, article_text, make_embedder
 from .errors import ConfigError, EmbeddingError, FeedError, NotFoundError, StorageError
@@ -452,8 +452,8 @@ class Pipeline:
         self.store.set_topics({s: t for s, t in topic_of.items() if s not in found})
         headlines = {s: found[s][0] if s in found else current.get(s, "") for s in story_ids}
         names = topics.topic_names(topic_of, story_ids, sums, headlines,
-                                   self.store.topic_names(sorted(set(topic_of.values()))))
-        self.store.save_topics(names, now)
+                                   listing_queries.topic_names(self.store, sorted(set(topic_of.values()))))
+        listing_queries.save_topics(self.store, names, now)
         return ({s: current[s] for s in found if current.get(s)}, {s: label for s, (label, _) in found.items()})
 
     def _window_state(self, canonical: Sequence[WindowArticle], vectors: Any) -> WindowState:
@@ -524,21 +524,22 @@ class Pipeline:
         words = search.split() if isinstance(search, str) else list(search)
         if unassigned and since is None:
             since = self._window_start(self._now())
-        return self.store.list_articles(story_id=story, unassigned=unassigned, sources=sources, words=words,
-                                        since=since, limit=limit)
+        return listing_queries.list_articles(self.store, story_id=story, unassigned=unassigned, sources=sources,
+                                             words=words, since=since, limit=limit)
 
     def duplicates(self, *, story: str | None = None, since: datetime | None = None,
                    sources: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Every duplicate link with its copy's and original's outlets (the ``duplicate_list``
         view's rows as dicts), copies oldest first."""
         _check_since(since)
-        return [dict(row) for row in self.store.duplicate_rows(story_id=story, since=since, sources=sources)]
+        rows = listing_queries.duplicate_rows(self.store, story_id=story, since=since, sources=sources)
+        return [dict(row) for row in rows]
 
     def topics(self, *, since: datetime | None = None, limit: int | None = None) -> list[Topic]:
         """Topics (named groups of stories), most recently active first."""
         _check_since(since)
         _check_limit(limit)
-        return self.store.topics(since=since, limit=limit)
+        return listing_queries.topics(self.store, since=since, limit=limit)
 
     def runs(self, *, after: int | None = None, since: datetime | None = None, last: int | None = None
              ) -> list[RunRecord]:

@@ -53,7 +53,7 @@ def run_events(before: Mapping[int, str | None], after: Mapping[int, str | None]
     ``before`` / ``after``: article id -> its story before / after the run (None: in none);
     ``labels_before``: the stored headlines before the run; ``labels_after``: the headlines
     the run wrote.  A story created this run has no ``relabelled`` event."""
-    created = sorted(set(created), key=_story_order)
+    created = sorted(set(created), key=story_order)
     rows = [EventRow(story_id, "created", label_after=labels_after.get(story_id, "")) for story_id in created]
     rows += [EventRow(story, "split", other_story_id=source) for story, source in sorted(split_from.items())]
     rows += [EventRow(story, "merged", other_story_id=target) for story, target in sorted(merged_into.items())]
@@ -73,7 +73,8 @@ def run_events(before: Mapping[int, str | None], after: Mapping[int, str | None]
     return rows
 
 
-def _story_order(story_id: str) -> tuple[int, str]:
+def story_order(story_id: str) -> tuple[int, str]:
+    """Sort key of story ids: by the founding article's id (``s12`` before ``s100``)."""
     digits = story_id[1:].split("-")[0]
     return (int(digits) if digits.isdigit() else 0, story_id)
 

@@ -626,6 +626,7 @@ def test_read_only_store_never_creates_a_database(tmp_path: Path) -> None:
 def test_a_version_4_database_is_read_before_a_run_migrates_it(db_path: Path) -> None:
     """Schema 6 (issue 17) added runs, story events, topics and views: a reading command opens an
     older database read-only, finds them empty, and leaves the file as it was."""
+    from clustering import listing_queries
     from clustering.store import MIGRATIONS
 
     with sqlite3.connect(db_path) as raw:
@@ -642,8 +643,8 @@ def test_a_version_4_database_is_read_before_a_run_migrates_it(db_path: Path) ->
     try:
         [story] = reader.stories()
         assert (story.id, story.topic_id, story.topic_name) == ("s1", "t1", None)
-        assert [t.id for t in reader.topics()] == ["t1"]
-        assert [a.story_id for a in reader.list_articles()] == ["s1"]
+        assert [t.id for t in listing_queries.topics(reader)] == ["t1"]
+        assert [a.story_id for a in listing_queries.list_articles(reader)] == ["s1"]
     finally:
         reader.close()
     with sqlite3.connect(db_path) as raw:
