@@ -80,12 +80,22 @@ def test_members_are_in_time_order(page: Path) -> None:
 
 
 # --- in a real browser ---------------------------------------------------------------------------
+def _above_9(fd: int) -> int:
+    import fcntl
+
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 10)
+    os.close(fd)
+    return moved
+
+
 class DevTools:
     """A headless chromium driven over ``--remote-debugging-pipe`` (fd 3 in, fd 4 out, NUL-ended JSON)."""
 
     def __init__(self, binary: str, profile: Path) -> None:
-        to_browser_read, self._to_browser = os.pipe()
-        self._from_browser, from_browser_write = os.pipe()
+        # the pipes' ends above fd 9 first, so that dup2 onto 3 and 4 never meets one of them there
+        # (a dup2 of a descriptor onto itself would keep it close-on-exec)
+        to_browser_read, self._to_browser = (_above_9(fd) for fd in os.pipe())
+        self._from_browser, from_browser_write = (_above_9(fd) for fd in os.pipe())
 
         def arrange_fds() -> None:
             os.dup2(to_browser_read, 3)
