@@ -458,17 +458,25 @@ class Pipeline:
 
     def _window_state(self, canonical: Sequence[WindowArticle], vectors: Any) -> WindowState:
         """The window's neighbour lists and terms: this process's from the last run, else the
-        cache file's, updated for what changed; saved for the next run (window.py)."""
+        cache file's, updated for what changed; saved for the next run (window.py).  Whatever the
+        state says about an article is checked against its stored text and vector first."""
         from . import window
+        from .store import content_hash
 
         started = time.monotonic()
         path = window.cache_path(self.config.database)
-        previous = self._window if self._window is not None else window.load(path)
+        key = self.store.cache_key("window")
+        previous = self._window if self._window is not None else window.load(path, key, window_rows=len(canonical))
         by_id = {a.id: a for a in canonical}
+        unhashed = {a.id: content_hash(a.title, a.summary) for a in canonical if a.content_hash is None}
+        if unhashed:  # stored before schema 5, or edited since (a trigger clears the hash)
+            with self.store.transaction():
+                self.store.save_content_hashes(unhashed)
+        text_hashes = [a.content_hash if a.content_hash is not None else unhashed[a.id] for a in canonical]
         state, report = window.refresh(previous, [a.id for a in canonical], vectors,
                                        lambda article_id: (by_id[article_id].title, by_id[article_id].summary),
-                                       model=self.model_name, neighbours=self.config.stories.neighbours)
-        window.save(path, state)
+                                       text_hashes, model=self.model_name, neighbours=self.config.stories.neighbours)
+        window.save(path, state, key)
         self._window = state
         log.debug("window graph: %s, %d of %d articles searched, %d read for names, %.1f s",
                   "rebuilt" if report.rebuilt else "updated", report.searched, len(canonical), report.new_terms,
