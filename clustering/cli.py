@@ -334,7 +334,7 @@ def cmd_stories(args: argparse.Namespace) -> int:
     from .report import story_dict
 
     fmt = _output_format(args)
-    with _open(args, read_only=True) as pipeline:
+    with _open(args, read_only=True) as pipeline, pipeline.snapshot():  # the list and its stories: one state
         found = pipeline.stories(since=_since(args, pipeline), limit=None if (args.tag or args.topic) else args.limit)
         sources = _tagged_sources(pipeline, args.tag)
         if sources is not None:
@@ -366,7 +366,7 @@ def _write_report(pipeline: Any, path: str, found: Sequence[Any] | None = None) 
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    with _open(args, read_only=True) as pipeline:
+    with _open(args, read_only=True) as pipeline, pipeline.snapshot():  # the list and its stories: one state
         since = _since(args, pipeline)
         _write_report(pipeline, args.path, pipeline.stories(since=since) if since else None)
     return 0

@@ -7,6 +7,7 @@ story stage commits, and the next run picks them up again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -20,7 +21,7 @@ from typing import Any
 from . import dedup, history, labels, listing_queries, stories, topics
 from .config import Config, FeedConfig, load_config, parse_config
 from .embed import Embedder, article_text, make_embedder
-from .errors import ConfigError, EmbeddingError, FeedError, NotFoundError, StorageError
+from .errors import ConfigError, EmbeddingError, FeedError, NotFoundError, StorageError, quote_value
 from .store import NewArticle, Store, WindowArticle, run_lock
 from .types import (
     Article,
@@ -489,7 +490,17 @@ class Pipeline:
         _check_limit(limit)
         return self.store.stories(since=since, limit=limit)
 
+    def snapshot(self) -> contextlib.AbstractContextManager[None]:
+        """``with pipeline.snapshot():`` every read inside sees the database as one state, whatever
+        a run commits meanwhile: a story listed by ``stories()`` is still there for ``story(id)``
+        (read apart, a run could merge it in between: "story 's77' was merged into 's80'")."""
+        return self.store.snapshot()
+
     def story(self, story_id: str) -> StoryDetail:
+        with self.store.snapshot():
+            return self._story(story_id)
+
+    def _story(self, story_id: str) -> StoryDetail:
         from .parse import valid_unicode
 
         if not isinstance(story_id, str):
@@ -646,6 +657,9 @@ def _as_input(value: ArticleInput | Mapping[str, Any], index: int, now: datetime
         raise ConfigError(f"article #{index}: expected a mapping or ArticleInput, got {type(value).__name__}")
     else:
         allowed = {f.name for f in dataclasses.fields(ArticleInput)}
+        not_names = [key for key in value if not isinstance(key, str)]
+        if not_names:
+            raise ConfigError(f"article #{index}: field names must be strings, got {quote_value(not_names[0])}")
         unknown = set(value) - allowed
         if unknown:
             raise ConfigError(f"article #{index}: unknown field(s) {sorted(unknown)} (known: {sorted(allowed)})")

@@ -257,10 +257,35 @@ def plain_text(html_or_text: str) -> str:
     if not html_or_text:
         return ""
     extractor = _TextExtractor()
-    extractor.feed(html_or_text)
+    extractor.feed(_escape_unclosed(html_or_text))
     extractor.close()
     text = "".join(extractor.parts).translate(_INVISIBLE_CHARS)
     return " ".join(text.split())
+
+
+_UNCLOSABLE = (
+    (None, "<", "&lt;"),
+    (re.compile(r"--!?\s*>"), "<!--", "&lt;!--"),
+    (re.compile(r"]\s*>"), "<![", "&lt;!["),
+)
+"""(end of a construct, its start, the start as text): a start after the construct's last possible
+end can never be closed.  html.parser meets such a start, scans to the end of the input for its end,
+and at the end of input goes back to show it as text and scan again from the next one: quadratic
+(``"x<y "`` repeated: 20,000 characters took 2 s, 40,000 16 s).  Shown as text from the start instead,
+it reads the same, in linear time."""
+
+
+def _escape_unclosed(html: str) -> str:
+    """``html`` with every ``<``, ``<!--`` and ``<![`` that nothing after it can close written as
+    text (``&lt;``): what html.parser shows for them anyway (see ``_UNCLOSABLE``)."""
+    for end, start, as_text in _UNCLOSABLE:
+        closed_until = html.rfind(">") + 1 if start == "<" else 0
+        if start != "<":
+            for match in end.finditer(html):
+                closed_until = match.end()
+        if html.find(start, closed_until) >= 0:
+            html = html[:closed_until] + html[closed_until:].replace(start, as_text)
+    return html
 
 
 def valid_unicode(text: str) -> str:

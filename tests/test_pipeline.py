@@ -345,6 +345,7 @@ def test_an_earlier_copy_becomes_the_canonical_and_the_story_keeps_its_id(tmp_pa
     ({"title": "", "text": "  ", "source": "wire"}, "needs a title or a text"),
     ({"url": "https://wire.test/1"}, "needs a title or a text"),
     ({"title": "Quake", "body": "text"}, "unknown field"),
+    ({"title": "t", 1: "x", "bogus": 2}, "field names must be strings, got 1"),  # was a TypeError (sorting)
     ({"title": "Quake", "source": None}, "source must be a string"),
     ({"title": 42}, "title must be a string"),
     ("just a string", "expected a mapping"),
@@ -595,6 +596,27 @@ def test_two_stories_of_one_event_merge_and_the_old_id_says_where_it_went(tmp_pa
         assert story_members(pipeline) == {"s2": (1, 2, 3, 4, 5)}
         with pytest.raises(NotFoundError, match="'s1' was merged into 's2'"):
             pipeline.story("s1")
+
+
+def test_a_story_listed_in_a_snapshot_can_be_read_while_a_run_merges_it(tmp_path: Path) -> None:
+    """`stories --html` read the list, then each story: a run merging one in between made it exit 1
+    with "story 's1' was merged into 's2'" (2 of 54 calls); the API had the same race."""
+    config = hashing_config(stories={"entity_weight": 0, "story_threshold": 0.6, "short_story_threshold": 0.6})
+    database = tmp_path / "merge.db"
+    with open_pipeline(database, config, embedder=KeyedEmbedder(), now=Clock()) as writer:
+        writer.add_articles(keyed("A", [1, 2, 3]))
+        writer.process()
+        with writer.store.transaction():
+            writer.store.add_story_members({2: "s2", 3: "s2"}, NOW)
+        with open_pipeline(database, config, read_only=True) as reader:
+            with reader.snapshot():
+                listed = [s.id for s in reader.stories()]
+                writer.add_articles(keyed("A", [4, 5]))
+                assert writer.process().merged == 1  # s1 merges into s2 between the list and the reads
+                details = [reader.story(story_id) for story_id in listed]
+            assert [d.story.id for d in details] == listed and sorted(listed) == ["s1", "s2"]
+            with pytest.raises(NotFoundError, match="'s1' was merged into 's2'"):  # outside: the state now
+                reader.story("s1")
 
 
 # --------------------------------------------------------------------------- crash safety
