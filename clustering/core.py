@@ -57,6 +57,10 @@ Progress = Callable[[str, int, int], None]
 as they are done; ``"stories"`` (0 of N) says that N articles are being grouped."""
 
 
+FAILED_FEEDS_NAMED = 3
+"""Failed feeds named (with their errors) in a run's one warning line about failures; the rest are
+counted.  1,980 dead feeds printed 1,980 warning lines."""
+
 KEYWORD_BACKGROUND_STORIES = 1000
 """Stories whose words a run's keywords are weighed against (c-TF-IDF: frequent in this story, rare
 in the others): the relabelled ones and, up to this many in all, the window's newest other stories.
@@ -87,6 +91,7 @@ class IngestReport:
     feeds_skipped: int
     new_article_ids: tuple[int, ...]
     failed_feeds: tuple[str, ...]
+    feeds_deferred: int = 0     # due, not fetched before the run deadline: due again next run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,7 +168,8 @@ class Pipeline:
             stories_new=processed.stories_new, stories_updated=processed.stories_updated,
             stories_total=processed.stories_total, unassigned=processed.unassigned,
             seconds=round(time.monotonic() - started, 3), failed_feeds=ingest.failed_feeds,
-            moved=processed.moved, pending=processed.pending, merged=processed.merged)
+            moved=processed.moved, pending=processed.pending, merged=processed.merged,
+            feeds_deferred=ingest.feeds_deferred)
 
     def _write_report(self, path: Path) -> None:
         """``settings.report``: the HTML page after a run; a page that cannot be written is a
@@ -190,16 +196,20 @@ class Pipeline:
             raise StorageError(f"database {self.store.path} was opened read-only (read_only=True)")
 
     def _ingest(self, *, force: bool) -> IngestReport:
-        from .fetch import FetchRequest, fetch_feeds, next_attempt_delay
-        from .parse import parse_feed
+        """Fetch the due feeds, each parsed and stored as it arrives (one transaction per feed), until
+        ``settings.fetch.run_deadline``: the feeds not reached stay due, and the least recently tried
+        go first, so a deadline never starves the same feeds.  Failures are logged one per feed at
+        INFO and summed up in one WARNING line; each feed's error is in ``clustering feeds``."""
+        from .fetch import FetchRequest, iter_fetch
 
         stage = _StageTimer("fetch")
+        deadline = time.monotonic() + self.config.fetch.run_deadline
         now = self._now()
         feeds = [f for f in self.config.feeds if f.enabled]
         with self.store.transaction():
             self.store.sync_feeds((f.name, f.url) for f in feeds)
             self.store.repair_feed_state()
-        due: list[FeedConfig] = []
+        due: dict[str, tuple[FeedConfig, str]] = {}
         requests = []
         skipped = 0
         for feed in feeds:
@@ -208,62 +218,78 @@ class Pipeline:
             if not force and next_attempt is not None and next_attempt > _text(now):
                 skipped += 1
                 continue
-            due.append(feed)
+            due[feed.name] = (feed, (row["last_attempt"] or "") if row is not None else "")
             requests.append(FetchRequest(feed_name=feed.name, url=feed.url,
                                          etag=row["etag"] if row is not None else None,
                                          last_modified=row["last_modified"] if row is not None else None))
+        requests.sort(key=lambda r: due[r.feed_name][1])  # never tried, then the longest ago
         fetch_options: dict[str, Any] = {"timeout_seconds": self.config.fetch.timeout_seconds,
                                          "max_bytes": self.config.fetch.max_bytes,
                                          "max_concurrency": self.config.fetch.max_concurrency,
-                                         "base_dir": self.config.base_dir, "client": self._http_client}
+                                         "base_dir": self.config.base_dir, "client": self._http_client,
+                                         "deadline": deadline}
         if self.config.fetch.user_agent:
             fetch_options["user_agent"] = self.config.fetch.user_agent
-        results = fetch_feeds(requests, **fetch_options) if requests else []
-        ok = failed = not_modified = 0
-        failed_names: list[str] = []
+        counts = {"ok": 0, "not_modified": 0}
+        failures: list[tuple[str, str]] = []
         new_ids: list[int] = []
-        for feed, result in zip(due, results):
-            fetched_at = self._now()
-            poll_seconds = 60.0 * (feed.poll_interval_minutes or self.config.poll_interval_minutes)
-            row = self.store.feed_row(feed.name)
-            errors_before = int(row["consecutive_errors"]) if row is not None else 0
-            error: str | None = result.error if result.status == "error" else None
-            warning: str | None = None
-            entries: Sequence[ParsedEntry] = ()
-            if result.status == "ok":
-                try:
-                    parsed = parse_feed(result.body or b"", feed_url=result.final_url or feed.url,
-                                        fetched_at=fetched_at, content_type=result.content_type,
-                                        feed_name=feed.name)
-                    entries, warning = parsed.entries, parsed.warning
-                except FeedError as exc:
-                    error = exc.reason
-            with self.store.transaction():
-                if error is None:
-                    delay = next_attempt_delay(consecutive_errors=0, poll_interval_seconds=poll_seconds,
-                                               retry_after_seconds=result.retry_after_seconds)
-                    added = self.store.add_articles([_new_article(feed.name, e) for e in entries], fetched_at)
-                    new_ids.extend(added)
-                    self.store.record_fetch(feed.name, now=fetched_at, ok=True, error=None, warning=warning,
-                                            etag=result.etag, last_modified=result.last_modified,
-                                            next_attempt=fetched_at + timedelta(seconds=delay))
-                    if result.status == "not_modified":
-                        not_modified += 1
-                    else:
-                        ok += 1
-                else:
-                    delay = next_attempt_delay(consecutive_errors=errors_before + 1,
-                                               poll_interval_seconds=poll_seconds,
-                                               retry_after_seconds=result.retry_after_seconds)
-                    self.store.record_fetch(feed.name, now=fetched_at, ok=False, error=error, warning=None,
-                                            etag=None, last_modified=None,
-                                            next_attempt=fetched_at + timedelta(seconds=delay))
-                    failed += 1
-                    failed_names.append(feed.name)
-                    log.warning("feed %r failed: %s", feed.name, error)
-        stage.done("%d feeds ok, %d not modified, %d failed, %d not due; %d new articles", ok, not_modified, failed,
-                   skipped, len(new_ids))
-        return IngestReport(ok, failed, not_modified, skipped, tuple(new_ids), tuple(failed_names))
+        for request, result in iter_fetch(requests, **fetch_options):
+            error = self._store_fetched(due[request.feed_name][0], result, new_ids)
+            if error is None:
+                counts[result.status] += 1
+            else:
+                failures.append((request.feed_name, error))
+        deferred = len(requests) - counts["ok"] - counts["not_modified"] - len(failures)
+        if failures:
+            named = ", ".join(f"{name!r} ({error})" for name, error in failures[:FAILED_FEEDS_NAMED])
+            more = f" and {len(failures) - FAILED_FEEDS_NAMED} more" if len(failures) > FAILED_FEEDS_NAMED else ""
+            log.warning("%d of %d feeds failed: %s%s; `clustering feeds` shows each one's error",
+                        len(failures), len(requests), named, more)
+        if deferred:
+            log.warning("the run deadline (settings.fetch.run_deadline, %g s) passed: %d due feeds were not "
+                        "fetched and go first in the next run", self.config.fetch.run_deadline, deferred)
+        stage.done("%d feeds ok, %d not modified, %d failed, %d not due%s; %d new articles", counts["ok"],
+                   counts["not_modified"], len(failures), skipped,
+                   f", {deferred} left for the next run" if deferred else "", len(new_ids))
+        return IngestReport(counts["ok"], len(failures), counts["not_modified"], skipped, tuple(new_ids),
+                            tuple(name for name, _ in failures), deferred)
+
+    def _store_fetched(self, feed: FeedConfig, result: Any, new_ids: list[int]) -> str | None:
+        """Parse one fetched feed and store its new articles and its fetch state (one transaction);
+        the feed's error, or None."""
+        from .fetch import next_attempt_delay
+        from .parse import parse_feed
+
+        fetched_at = self._now()
+        poll_seconds = 60.0 * (feed.poll_interval_minutes or self.config.poll_interval_minutes)
+        row = self.store.feed_row(feed.name)
+        errors_before = int(row["consecutive_errors"]) if row is not None else 0
+        error: str | None = result.error if result.status == "error" else None
+        warning: str | None = None
+        entries: Sequence[ParsedEntry] = ()
+        if result.status == "ok":
+            try:
+                parsed = parse_feed(result.body or b"", feed_url=result.final_url or feed.url,
+                                    fetched_at=fetched_at, content_type=result.content_type, feed_name=feed.name)
+                entries, warning = parsed.entries, parsed.warning
+            except FeedError as exc:
+                error = exc.reason
+        with self.store.transaction():
+            if error is None:
+                delay = next_attempt_delay(consecutive_errors=0, poll_interval_seconds=poll_seconds,
+                                           retry_after_seconds=result.retry_after_seconds)
+                new_ids.extend(self.store.add_articles([_new_article(feed.name, e) for e in entries], fetched_at))
+                self.store.record_fetch(feed.name, now=fetched_at, ok=True, error=None, warning=warning,
+                                        etag=result.etag, last_modified=result.last_modified,
+                                        next_attempt=fetched_at + timedelta(seconds=delay))
+            else:
+                delay = next_attempt_delay(consecutive_errors=errors_before + 1, poll_interval_seconds=poll_seconds,
+                                           retry_after_seconds=result.retry_after_seconds)
+                self.store.record_fetch(feed.name, now=fetched_at, ok=False, error=error, warning=None,
+                                        etag=None, last_modified=None,
+                                        next_attempt=fetched_at + timedelta(seconds=delay))
+                log.info("feed %r failed: %s", feed.name, error)
+        return error
 
     # --- bring your own articles --------------------------------------------------------
     def add_articles(self, articles: Iterable[ArticleInput | Mapping[str, Any]]) -> list[int]:
