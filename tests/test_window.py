@@ -368,3 +368,55 @@ def test_edits_in_the_database_are_seen_by_the_cache(tmp_path: Path) -> None:
         assert np.array_equal(cached.ids, rebuilt.ids) and cached.terms == rebuilt.terms, f"run {run}"
         assert np.array_equal(cached.graph.neighbours, rebuilt.graph.neighbours), f"run {run}"
         assert outcome(with_cache) == outcome(without), f"run {run}"
+
+
+KILLED_RUN = """
+import os, signal, sys
+import datetime  # the articles' repr names datetime.datetime and datetime.timezone
+from pathlib import Path
+from clustering import open_pipeline, stories, window
+from clustering.config import parse_config
+
+database, point = Path(sys.argv[1]), sys.argv[2]
+articles = {articles}
+
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+if point == "cache save":  # the temporary file is written, the rename never happens
+    window.os.replace = die
+elif point == "stories":
+    stories.assign_stories = die
+config = parse_config({{"settings": {{"model": "hashing", "database": str(database)}}}})
+with open_pipeline(database, config) as pipeline:
+    pipeline.add_articles(articles)
+    pipeline.process()
+"""
+
+
+@pytest.mark.parametrize("point", ["cache save", "stories"])
+def test_a_run_killed_while_saving_the_cache_or_clustering_changes_no_result(tmp_path: Path, point: str) -> None:
+    """kill -9 in the middle of a run: the next run finishes it, sweeps the killed run's temporary
+    file, and every result equals that of a database that never had a cache."""
+    import subprocess
+    import sys
+
+    killed, reference = tmp_path / "killed.db", tmp_path / "reference.db"
+    for run in range(3):
+        articles = batch(run, 60 if run == 0 else 8, seed=21)
+        if run == 1:
+            code = KILLED_RUN.format(articles=repr(articles))
+            result = subprocess.run([sys.executable, "-c", code, str(killed), point], capture_output=True,
+                                    text=True, timeout=300)
+            assert result.returncode == -9, result.stderr
+            if point == "cache save":
+                assert list(tmp_path.glob("killed.db.window.*.tmp"))
+        for database in (killed, reference):
+            cache = cache_path(database)
+            if database == reference and cache is not None and cache.exists():
+                cache.unlink()
+            with open_pipeline(database, config(database)) as pipeline:
+                pipeline.add_articles(articles)
+                pipeline.process()
+        assert outcome(killed) == outcome(reference), f"run {run}"
+        assert not list(tmp_path.glob("*.tmp"))
