@@ -258,14 +258,19 @@ def _check_graph(ids: np.ndarray, rows: np.ndarray, similarity: np.ndarray) -> N
 
 
 def _terms(ids: np.ndarray, rows: object) -> dict[int, ArticleTerms]:
+    """Each row's terms: ``[names, title-case words, word count]``, lists of strings and a count."""
     if not isinstance(rows, list) or len(rows) != len(ids):
         raise CacheRefused("the terms do not match the ids")
     terms: dict[int, ArticleTerms] = {}
     for article_id, row in zip(ids.tolist(), rows):
-        if not (isinstance(row, list) and len(row) == 3 and all(isinstance(part, list) for part in row[:2])
-                and all(isinstance(w, str) for w in (*row[0], *row[1])) and type(row[2]) is int and row[2] >= 0):
+        if type(row) is not list or len(row) != 3 or type(row[0]) is not list or type(row[1]) is not list \
+                or type(row[2]) is not int or row[2] < 0:
             raise CacheRefused(f"the terms of article {article_id} are not terms")
-        terms[int(article_id)] = ArticleTerms(tuple(row[0]), tuple(row[1]), row[2])
+        terms[article_id] = ArticleTerms(tuple(row[0]), tuple(row[1]), row[2])
+    kinds = {type(word) for found in terms.values() for words in (found.names, found.title_case_words)
+             for word in words}
+    if kinds - {str}:
+        raise CacheRefused("a term is not text")
     return terms
 
 
