@@ -33,8 +33,9 @@ import logging
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -232,15 +233,10 @@ def parse_cache_max_age(value: str | None) -> float | None:
 
 
 def fetch_feeds(requests: Sequence[FetchRequest], **options: Any) -> list[FetchResult]:
-    """Fetch all feeds concurrently (``options`` as for :func:`iter_fetch`); results come back in
-    request order, every body held at once: a run uses :func:`iter_fetch`, which hands each one
-    over as it arrives.  Never raises for a single feed's failure; ``ConfigError`` for invalid
-    arguments."""
-    order = {id(request): position for position, request in enumerate(requests)}
-    results: list[FetchResult | None] = [None] * len(requests)
-    for request, result in iter_fetch(requests, **options):
-        results[order[id(request)]] = result
-    return [r for r in results if r is not None]
+    """Fetch all feeds concurrently (``options`` as for :func:`iter_fetch`); results in request
+    order, every body held at once (a run uses :func:`iter_fetch`, which hands them over one by
+    one).  Never raises for a single feed's failure; ``ConfigError`` for invalid arguments."""
+    return [result for _, result in iter_fetch(requests, **options)]
 
 
 def iter_fetch(
@@ -254,16 +250,18 @@ def iter_fetch(
     base_dir: Path | None = None,
     deadline: float | None = None,
 ) -> Iterator[tuple[FetchRequest, FetchResult]]:
-    """Fetch feeds concurrently, yielding ``(request, result)`` as each one ends (any order).
+    """Fetch feeds concurrently, yielding ``(request, result)`` in request order.
 
-    At most ``max_concurrency`` requests are in flight, so at most that many bodies wait for
-    the caller, which parses and stores one while the others arrive: memory does not grow with
-    the number of feeds.  ``deadline`` (a ``time.monotonic()`` value) ends the fetching: no
-    request starts after it, and one in flight gets no more than the time left for each phase
-    and in total.  Requests not started are not yielded (the caller leaves them due).  ``base_dir``
-    resolves relative local paths (the directory of feeds.yaml; default: the current directory).  Uses a
-    ThreadPoolExecutor and one shared ``httpx.Client`` (``client``, or one created here and
-    closed afterwards; only when some URL is http(s)).
+    ``max_concurrency`` requests are in flight and at most as many finished ones wait for their
+    turn, so at most ``2 * max_concurrency`` bodies are held while the caller parses and stores
+    one: memory does not grow with the number of feeds, and the order (hence the article ids a
+    run gives) does not depend on which server answers first.  ``deadline`` (a
+    ``time.monotonic()`` value) ends the fetching: no request starts after it, one in flight
+    gets no more than the time left for each phase and in total, and the requests not started
+    are not yielded (the caller leaves them due).  ``base_dir`` resolves relative local paths
+    (the directory of feeds.yaml; default: the current directory).  Uses a ThreadPoolExecutor
+    and one shared ``httpx.Client`` (``client``, or one created here and closed afterwards;
+    only when some URL is http(s)).
     """
     if not (timeout_seconds > 0 and math.isfinite(timeout_seconds)):
         raise ConfigError(f"must be a positive number of seconds, got {timeout_seconds!r}", key="timeout_seconds")
@@ -279,38 +277,33 @@ def iter_fetch(
     if own_client:
         client = _make_client(timeout_seconds=timeout_seconds, max_concurrency=max_concurrency, user_agent=user_agent)
 
-    def fetch(request: FetchRequest) -> FetchResult:
-        return _fetch_one(
-            request,
-            client=client,
-            timeout_seconds=timeout_seconds,
-            max_bytes=max_bytes,
-            user_agent=user_agent,
-            base_dir=base_dir,
-            deadline=deadline,
-        )
+    def fetch(request: FetchRequest) -> FetchResult | None:
+        if deadline is not None and time.monotonic() >= deadline:
+            return None  # queued before the deadline, its turn came after: not started
+        return _fetch_one(request, client=client, timeout_seconds=timeout_seconds, max_bytes=max_bytes,
+                          user_agent=user_agent, base_dir=base_dir, deadline=deadline)
 
     waiting = iter(requests)
+    queued: deque[tuple[FetchRequest, Future[FetchResult | None]]] = deque()
     try:
         with ThreadPoolExecutor(max_workers=min(max_concurrency, len(requests)),
                                 thread_name_prefix="clustering-fetch") as executor:
-            in_flight: dict[Future[FetchResult], FetchRequest] = {}
-
-            def start_next() -> None:
-                if deadline is not None and time.monotonic() >= deadline:
-                    return
-                request = next(waiting, None)
-                if request is not None:
-                    in_flight[executor.submit(fetch, request)] = request
-
-            for _ in range(max_concurrency):
-                start_next()
-            while in_flight:
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    request = in_flight.pop(future)
-                    start_next()  # before handing over: the next body arrives while this one is parsed
-                    yield request, future.result()
+            try:
+                while True:
+                    while len(queued) < 2 * max_concurrency and (deadline is None or time.monotonic() < deadline):
+                        request = next(waiting, None)
+                        if request is None:
+                            break
+                        queued.append((request, executor.submit(fetch, request)))
+                    if not queued:
+                        return
+                    request, future = queued.popleft()
+                    result = future.result()
+                    if result is not None:
+                        yield request, result
+            finally:  # the caller stopped early: what has not started never will
+                for _, future in queued:
+                    future.cancel()
     finally:
         if own_client and client is not None:
             client.close()

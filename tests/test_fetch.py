@@ -514,7 +514,8 @@ def test_parse_cache_max_age(value: str | None, expected: float | None) -> None:
 
 def test_iter_fetch_holds_at_most_max_concurrency_bodies_whatever_the_number_of_feeds(httpserver: HTTPServer) -> None:
     """Every body was held until all feeds were fetched (300 feeds of 9.5 MB: 2.8 GB): now the
-    caller gets each one while at most ``max_concurrency`` others are on their way."""
+    caller gets each one, in request order, while at most ``2 * max_concurrency`` others are fetched
+    or waiting for their turn."""
     from clustering.fetch import iter_fetch
 
     served = []
@@ -527,10 +528,10 @@ def test_iter_fetch_holds_at_most_max_concurrency_bodies_whatever_the_number_of_
     requests = [FetchRequest(f"feed{i}", httpserver.url_for("/many")) for i in range(40)]
     consumed = 0
     for request, result in iter_fetch(requests, max_concurrency=3):
-        assert result.status == "ok" and request.feed_name == result.feed_name
+        assert result.status == "ok" and request.feed_name == result.feed_name == f"feed{consumed}"
         consumed += 1
         time.sleep(0.01)  # the caller parses and stores this one meanwhile
-        assert len(served) <= consumed + 3  # started, not yet handed over: at most max_concurrency
+        assert len(served) <= consumed + 2 * 3  # fetched, not yet handed over
     assert consumed == len(served) == 40
 
 
