@@ -196,9 +196,10 @@ class Pipeline:
             raise StorageError(f"database {self.store.path} was opened read-only (read_only=True)")
 
     def _ingest(self, *, force: bool) -> IngestReport:
-        """Fetch the due feeds, each parsed and stored as it arrives (one transaction per feed), until
-        ``settings.fetch.run_deadline``: the feeds not reached stay due, and the least recently tried
-        go first, so a deadline never starves the same feeds.  Failures are logged one per feed at
+        """Fetch the due feeds, each parsed and stored in turn (one transaction per feed) while the
+        next ones are fetched (fetch.iter_fetch), until ``settings.fetch.run_deadline``: the feeds
+        not reached stay due, and the least recently tried go first, so a deadline never starves the
+        same feeds.  Failures are logged one per feed at
         INFO and summed up in one WARNING line; each feed's error is in ``clustering feeds``."""
         from .fetch import FetchRequest, iter_fetch
 

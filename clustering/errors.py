@@ -16,9 +16,8 @@ caller (and the CLI) needs a single ``except`` clause::
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from collections.abc import Mapping
+from datetime import datetime
 
 QUOTE_LIMIT = 80
 """Longest quotation of a user's value in a message, in characters ("…" marks a cut).

@@ -554,6 +554,10 @@ def test_run_summary_mentions_waiting_and_moved_articles_only_when_there_are_som
     assert run_summary(busy).endswith("4 unassigned in the window (3 waiting for a second run); "
                                       "2 articles moved (stories split or merged); 1 stories merged into others; 1.2 s")
     assert busy.as_dict()["pending"] == 3 and busy.as_dict()["moved"] == 2 and busy.as_dict()["merged"] == 1
+    outage = RunReport(**{**quiet.as_dict(), "feeds_failed": 1980, "feeds_deferred": 7,
+                          "failed_feeds": tuple(f"dead{i}" for i in range(1980))})
+    assert run_summary(outage).startswith("feeds: 2 ok, 1 not modified, 1980 failed (dead0, dead1, dead2 and 1977 "
+                                          "more), 0 not due, 7 left for the next run (run deadline); ")
 
 
 # --- progress on a terminal, nothing extra under cron ------------------------------------------------
