@@ -341,6 +341,30 @@ def test_a_cache_with_an_out_of_range_row_saved_back_by_numpy_costs_a_rebuild_no
     assert cached == rebuilt and cached[0]
 
 
+@pytest.mark.parametrize("kind", ["a FIFO", "a link to a file", "a folder", "another format"])
+def test_whatever_sits_at_the_cache_path_a_run_goes_on_with_the_same_results(tmp_path: Path, kind: str) -> None:
+    """A FIFO at <db>.window hung every run for ever (np.load waited for a writer, the run held the lock)."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+
+    def damage(database: Path, cache: Path) -> None:
+        if cache.is_dir() and not cache.is_symlink():
+            cache.rmdir()  # the folder of the run before: a run never removes one (it warns, and rebuilds)
+        else:
+            cache.unlink()
+        if kind == "a FIFO":
+            os.mkfifo(cache)
+        elif kind == "a link to a file":
+            cache.symlink_to(victim)
+        elif kind == "a folder":
+            cache.mkdir()
+        else:
+            np.savez(cache, header=np.frombuffer(b'{"format": 1}', dtype=np.uint8))
+
+    cached, rebuilt = damaged_runs(tmp_path, damage)
+    assert cached == rebuilt and cached[0] and victim.read_text() == "precious"
+
+
 def test_edits_in_the_database_are_seen_by_the_cache(tmp_path: Path) -> None:
     """One embedding and one title edited by hand, the same edits on a database without cache: the
     same graph, terms and stories (the old cache checked 32 sampled rows and never re-read a text)."""
