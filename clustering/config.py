@@ -3,7 +3,7 @@
 Errors name the file, the key path and the line (ruamel.yaml keeps line numbers).
 No logic lives here beyond validation and defaults; the algorithm parameters are the
 dataclasses owned by their stages (``DedupParams`` in dedup.py, ``StoryParams`` in
-stories.py), so a key documented there is a key accepted here.
+scoring.py, below both story modules), so a key documented there is a key accepted here.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from .dedup import DedupParams
 from .embed import DEFAULT_DEVICE, DEFAULT_MODEL, EMBED_BATCH_SIZE, is_device
 from .errors import ConfigError, quote_value
-from .stories import StoryParams
+from .scoring import StoryParams
 
 log = logging.getLogger(__name__)
 

@@ -35,111 +35,29 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from .scoring import (
+    ATTACH_MIN_VOTES,
+    MAX_TERM_SHARE,
+    MIN_TERM_ARTICLES,
+    SMALL_WINDOW,
+    GroupSums,
+    ScoredEdges,
+    StoryFeatures,
+    StoryParams,
+    attach_by_neighbours,
+    document_frequency,
+    score_edges,
+    tfidf_rows,
+)
 from .terms import ArticleTerms, article_terms, name_evidence, window_names
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .cluster import GroupSums, ScoredEdges, StoryFeatures
     from .graph import NeighbourGraph
 
+__all__ = ["StoryAssignment", "StoryDoc", "StoryParams", "assign_stories", "reconcile", "story_features"]
 
-@dataclass(frozen=True)
-class StoryParams:
-    """Story and topic parameters (keys of ``settings.stories`` in feeds.yaml).
-
-    One default for every corpus: nothing here is keyed to a data set; what adapts
-    (the merge threshold by text length, the names where a window has any) adapts
-    from the window's own articles.  Figures are story B-cubed F1 from
-    ``bench/quality.py`` (docs/benchmarks.md) unless marked "lab" (the same engine run
-    on cached embeddings, dedup by exact text only): ECB+ (full articles, two events of
-    one kind per topic) and GoogleNews TS / T / S (lower-cased titles and snippets,
-    broad stories)."""
-
-    min_cluster_size: int = 3
-    """Fewest articles that found a story.  2 makes stories of chance pairs: lab, ECB+
-    with 600 unrelated BBC articles mixed in 0.914 at 2, 0.935 at 3 (the other corpora
-    within 0.005)."""
-
-    neighbours: int = 10
-    """Nearest neighbours per article in the window's graph (FAISS).  Lab: 10, 20 and 30
-    give the same B-cubed F1 within 0.01 on every corpus; memory and time grow with it."""
-
-    embedding_weight: float = 0.3
-    """Weight of the sentence-embedding cosine in the hybrid similarity."""
-
-    lexical_weight: float = 0.0
-    """Weight of the word TF-IDF cosine.  0: on short texts words only lower the scale of
-    the similarity (lab, GoogleNews T at the best cut: 0.828 without, 0.778 at 0.25)."""
-
-    entity_weight: float = 0.7
-    """Weight of the name TF-IDF cosine, counted only for article pairs that both have
-    names (so a lower-cased corpus is compared on embeddings alone).  Names tell two
-    events of one kind apart.  Lab, ECB+ at each weight's best threshold:
-    0.5/0.5 0.902, 0.4/0.6 0.915, 0.35/0.65 0.933, 0.3/0.7 0.930."""
-
-    story_threshold: float = 0.425
-    """Average hybrid similarity two groups need to merge when their texts are full
-    articles (``LONG_TEXT_WORDS`` words); see ``short_story_threshold``."""
-
-    short_story_threshold: float = 0.285
-    """The same for headlines (``SHORT_TEXT_WORDS`` words); in between the threshold is
-    linear in log-length (+0.025 per doubling).  The best single cut of a plain
-    average-linkage baseline runs from 0.30 on titles to 0.60 on full articles; with
-    names in the similarity, full articles need 0.40–0.45.  Lab, B-cubed F1 with the
-    whole line shifted by −0.01 / 0 / +0.01: ECB+ 0.929 / 0.933 / 0.922, GoogleNews TS
-    0.868 / 0.891 / 0.890, T 0.824 / 0.833 / 0.816."""
-
-    confirm_size: int = 8
-    """A new group smaller than this that resembles an existing story (average similarity
-    ≥ ``confirm_similarity``) waits one run before it founds a story, unless the run is
-    the window's first.  Early in a stream events have one or two articles each and
-    chance groups of two events of one kind form; waiting keeps later splits rare."""
-
-    confirm_similarity: float = 0.30
-    """Average similarity to a story from which a small new group counts as resembling
-    it (below it, the group founds its story at once: a new event on a quiet day)."""
-
-    topic_threshold: float = 0.55
-    """Cosine between story centroids (embedding) at which stories share a topic
-    (average linkage over the stories' neighbour graph)."""
-
-    topic_pair_threshold: float = 0.40
-    """Two stories that are each other's nearest story share a topic from this cosine on,
-    even below ``topic_threshold``: a loose pair of one kind (two rehab stays of two
-    actresses, 0.47) is still one topic."""
-
-    keywords: int = 5
-    """Keywords kept per story label (c-TF-IDF)."""
-
-    def __post_init__(self) -> None:
-        if self.min_cluster_size < 2:
-            raise ValueError("min_cluster_size must be at least 2 (stories of one are not stories)")
-        if self.neighbours < 1:
-            raise ValueError("neighbours must be at least 1")
-        if self.confirm_size < self.min_cluster_size:
-            raise ValueError("confirm_size must be at least min_cluster_size")
-        weights = (self.embedding_weight, self.lexical_weight, self.entity_weight)
-        if any(w < 0 for w in weights) or self.embedding_weight + self.lexical_weight <= 0:
-            raise ValueError("similarity weights must be non-negative, and embedding_weight + lexical_weight > 0")
-        for name in ("story_threshold", "short_story_threshold", "topic_threshold", "confirm_similarity",
-                     "topic_pair_threshold"):
-            if not -1.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be between -1 and 1")
-
-
-MIN_TERM_ARTICLES = 2
-"""Names found in fewer articles of the window are dropped before TF-IDF: they cannot
-link two articles and only dilute the cosine of the one that has them (ECB+ 0.94 with,
-0.92–0.93 without, under the 0.2 engine)."""
-
-MAX_TERM_SHARE = 0.5
-"""Names found in more than this share of a window's articles (above 20 articles) are
-dropped: they no longer tell stories apart."""
-
-SMALL_WINDOW = 20
-"""Windows up to this many articles keep even their most common names (one event may
-fill a small window)."""
 
 REGION_ALL_SHARE = 0.5
 """A run clusters the whole window when the region its new articles touch is this share of it or
@@ -190,7 +108,6 @@ def story_features(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
     frequencies come from every article of ``docs``)."""
     import numpy as np
 
-    from .cluster import StoryFeatures, document_frequency, tfidf_rows
     from .terms import words
 
     selected = list(range(len(docs))) if rows is None else list(rows)
@@ -254,7 +171,7 @@ def assign_stories(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
     (``region_rows``).  Returns only what changes."""
     import numpy as np
 
-    from .cluster import propose_groups, score_edges
+    from .cluster import propose_groups
     from .graph import build_graph
 
     if not docs or all(doc.story_id is not None for doc in docs):
@@ -336,8 +253,6 @@ def _join_neighbours_story(result: list[str | None], docs: Sequence[StoryDoc], p
     """An article that has waited one run (``waited``: pending since the last run) and is
     still in no story joins the story its close neighbours clearly belong to
     (cluster.attach_by_neighbours, on stories); otherwise it waits on."""
-    from .cluster import ATTACH_MIN_VOTES, attach_by_neighbours
-
     code = {story_id: number for number, story_id in enumerate(sorted({s for s in result if s is not None}))}
     if not code:
         return
@@ -406,8 +321,6 @@ class _Resemblance:
 
     def closest(self, g: int) -> float:
         import numpy as np
-
-        from .cluster import GroupSums
 
         if len(self.candidates) < 2:
             return -1.0

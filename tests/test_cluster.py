@@ -1,4 +1,4 @@
-"""cluster.py: the hybrid similarity, average linkage on the sparse graph, cores, the neighbour vote.
+"""cluster.py and scoring.py: the hybrid similarity, average linkage on the sparse graph, cores, the neighbour vote.
 
 Pure arrays; the deterministic HashingEmbedder stands in for the model."""
 
@@ -10,23 +10,21 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from clustering.cluster import (
+from clustering.cluster import average_linkage, dense_cores, linkage_at, propose_groups
+from clustering.embed import HashingEmbedder
+from clustering.graph import build_graph
+from clustering.scoring import (
     ATTACH_SHARE,
     StoryFeatures,
+    StoryParams,
     attach_by_neighbours,
-    average_linkage,
-    dense_cores,
     edge_similarity,
     group_similarity,
-    linkage_at,
     merge_threshold,
-    propose_groups,
     score_edges,
     tfidf_rows,
 )
-from clustering.embed import HashingEmbedder
-from clustering.graph import build_graph
-from clustering.stories import StoryDoc, StoryParams, story_features
+from clustering.stories import StoryDoc, story_features
 
 PARAMS = StoryParams()
 EMBEDDER = HashingEmbedder(256)

@@ -25,7 +25,7 @@ from clustering.config import (
 from clustering.dedup import DedupParams
 from clustering.embed import DEFAULT_MODEL
 from clustering.errors import ClusteringError, ConfigError
-from clustering.stories import StoryParams
+from clustering.scoring import StoryParams
 
 REPO_FEEDS_YAML = Path(__file__).resolve().parents[1] / "feeds.yaml"
 

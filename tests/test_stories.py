@@ -10,9 +10,9 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from clustering.cluster import ScoredEdges
 from clustering.embed import HashingEmbedder
-from clustering.stories import StoryDoc, StoryParams, assign_stories, new_story_id, reconcile, story_features
+from clustering.scoring import ScoredEdges, StoryParams
+from clustering.stories import StoryDoc, assign_stories, new_story_id, reconcile, story_features
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 PARAMS = StoryParams()
