@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from clustering.config import Config  # noqa: E402
 from clustering.corpora import LabelledDoc, load_labelled, split_headline  # noqa: E402
 from clustering.embed import article_text, make_embedder  # noqa: E402
-from clustering.eval import DEFAULT_CACHE_DIR, CachedEmbedder, evaluate  # noqa: E402
-from clustering.metrics import cluster_scores, pair_prf  # noqa: E402
+from clustering.eval import CachedEmbedder, evaluate  # noqa: E402
+from clustering.metrics import cluster_scores, grab_bags, orphan_rate, pair_prf  # noqa: E402
 
 CORPORA = {
     "ECB+": ("ecbplus-cybulska2014/ecbplus_docs.jsonl", "subtopic", "topic"),
@@ -51,6 +51,33 @@ STREAM_SEEDS = (13, 1, 2, 3)
 AGGLOMERATIVE_CUTS = (0.35, 0.6)
 """Cosines at which the plain average-linkage baseline is cut: the best single cut on short texts
 (GoogleNews) and on full articles (ECB+) (../shared/FIELD-NOTES.md)."""
+
+
+EMBEDDING_CACHE = ROOT / "bench" / "out" / "embeddings"
+"""Vectors of every text embedded here, per model (ignored by git): a rerun skips the model."""
+
+THIN_SEED = 15
+"""Seed of the thinned corpora (fixed: every run thins alike)."""
+
+
+def thin(docs: list[LabelledDoc], seed: int = THIN_SEED) -> list[LabelledDoc]:
+    """A thinned view (issue 15): each gold story keeps 1 article with probability 0.75, 2 with 0.05,
+    else 3–6 (at most what it has), chosen at random; the kept articles stay in corpus order.  About
+    half the articles then stand alone, beside stories on the same subjects: what a quiet real
+    stream looks like, where most events are told once."""
+    import random
+
+    rng = random.Random(seed)
+    rows: dict[str, list[int]] = {}
+    for i, doc in enumerate(docs):
+        if (doc.title or "").strip() or doc.text.strip():
+            rows.setdefault(doc.label, []).append(i)
+    kept: list[int] = []
+    for label in sorted(rows):
+        draw = rng.random()
+        count = 1 if draw < 0.75 else 2 if draw < 0.80 else rng.randint(3, 6)
+        kept += rng.sample(rows[label], min(count, len(rows[label])))
+    return [docs[i] for i in sorted(kept)]
 
 
 def load_corpus(shared: Path, name: str) -> list[LabelledDoc]:
@@ -130,8 +157,11 @@ def corpus_figures(shared: Path, name: str, embedder: CachedEmbedder, bertopic: 
     scored_baselines = {system: (cluster_scores(gold, labels), cluster_scores(gold_topic, labels)
                                  if gold_topic else None, seconds)
                         for system, (labels, seconds) in baselines.items()}
+    desk = desk_figures(docs, batch[0], vectors)
+    for cut, labels in cuts.items():
+        scored_baselines[f"agglomerative, cosine ≥ {cut}"] += (grab_bags(gold, labels),)
     return {"docs": len(scored), "skipped": len(docs) - len(scored), "batch": batch, "stream": stream,
-            "baselines": scored_baselines}
+            "baselines": scored_baselines, "desk": desk}
 
 
 STRESS_NOISE_ARTICLES = 600
@@ -172,8 +202,9 @@ def stress_corpora(shared: Path) -> dict[str, list[LabelledDoc]]:
     }
 
 
-def stress_table(shared: Path, embedder: CachedEmbedder) -> str:
-    """Ours (batch and stream) against the plain baseline at the two fixed cuts and at its best cut."""
+def stress_table(shared: Path, embedder: CachedEmbedder, orphans: dict[str, float]) -> str:
+    """Ours (batch and stream) against the plain baseline at the two fixed cuts and at its best cut;
+    each corpus's orphan rate goes into ``orphans``."""
     lines = ["| corpus | ours, batch | ours, stream (10 runs) | agglomerative 0.35 | agglomerative 0.6 | "
              "agglomerative, best cut for that corpus |", "|---|---|---|---|---|---|"]
     for name, docs in stress_corpora(shared).items():
@@ -184,10 +215,147 @@ def stress_table(shared: Path, embedder: CachedEmbedder) -> str:
         cuts = {cut: cluster_scores(gold, labels)["b3_f1"]
                 for cut, labels in agglomerative_labels(vectors, AGGLOMERATIVE_GRID).items()}
         best = max(cuts, key=lambda cut: cuts[cut])
+        desk = desk_figures(docs, batch, vectors)
+        orphans[name] = desk["orphans"]
         lines.append(f"| {name} ({len(docs)}) | **{batch.story['b3_f1']:.3f}** ({batch.story['unassigned']:.0%} "
-                     f"unassigned) | **{stream.story['b3_f1']:.3f}** (id churn {stream.id_churn:.1%}) | "
+                     f"unassigned, {desk['orphans']:.1%} orphans, {desk['grab_bags']} grab-bags of {desk['judged']}) | "
+                     f"**{stream.story['b3_f1']:.3f}** (id churn {stream.id_churn:.1%}) | "
                      f"{cuts[0.35]:.3f} | {cuts[0.6]:.3f} | {cuts[best]:.3f} (cosine ≥ {best}) |")
     return "\n".join(lines)
+
+
+def nearest_three(vectors) -> "np.ndarray":  # noqa: ANN001, F821
+    """Each row's three nearest other rows by cosine (exact, FAISS): what the orphan rate reads."""
+    import faiss
+    import numpy as np
+
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    index = faiss.IndexFlatIP(data.shape[1])
+    index.add(data)
+    _, hits = index.search(data, min(4, len(data)))
+    result = np.full((len(data), 3), -1, dtype=np.int64)
+    for row, found in enumerate(hits):
+        others = [int(j) for j in found if j >= 0 and j != row][:3]
+        result[row, :len(others)] = others
+    return result
+
+
+def story_labels(result) -> list[str | None]:  # noqa: ANN001
+    """The predicted story of each scored document of an evaluate() result, in order."""
+    return [r["story"] for r in result.assignments if not r.get("skipped")]
+
+
+def desk_figures(docs: list[LabelledDoc], result, vectors) -> dict:  # noqa: ANN001
+    """What a desk sees of one run: grab-bags among the stories of 3+, and the orphan rate."""
+    scored = [d for d in docs if (d.title or "").strip() or d.text.strip()]
+    labels = story_labels(result)
+    bags, judged = grab_bags([d.label for d in scored], labels)
+    return {"grab_bags": bags, "judged": judged, "orphans": orphan_rate(labels, nearest_three(vectors))}
+
+
+THINNED = ("ECB+", "GoogleNews TS", "GoogleNews T", "GoogleNews S")
+"""The dev corpora whose thinned views are scored (issue 15)."""
+
+
+def thinned_figures(shared: Path, embedder: CachedEmbedder) -> dict:
+    """Each thinned dev corpus: ours (batch, shipped defaults) with its grab-bags and orphan rate, and the
+    plain baseline at 0.35, 0.6 and its best cut on the same vectors, with its grab-bags."""
+    figures = {}
+    for name in THINNED:
+        docs = thin([d for d in load_corpus(shared, name) if (d.title or "").strip() or d.text.strip()])
+        result = evaluate(docs, config=Config(), embedder=embedder, cache_dir=None)
+        vectors = embedder.embed([article_text(d.title or "", d.text) for d in docs])
+        gold = [d.label for d in docs]
+        cuts = {}
+        for cut, labels in agglomerative_labels(vectors, AGGLOMERATIVE_GRID).items():
+            cuts[cut] = (cluster_scores(gold, labels), grab_bags(gold, labels))
+        figures[name] = {"docs": len(docs), "stories": len(set(gold)), "ours": result.story,
+                         "desk": desk_figures(docs, result, vectors), "cuts": cuts}
+    return figures
+
+
+def thinned_table(figures: dict) -> str:
+    lines = ["| thinned corpus | ours B³ P / R / **F1** | ours grab-bags (of stories of 3+) | ours orphan rate | "
+             "ours unassigned | agglomerative 0.35: F1 (grab-bags) | agglomerative 0.6 | "
+             "agglomerative, best cut | ours ≥ 0.35 and ≥ best − 0.02 |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, f in figures.items():
+        ours, desk, cuts = f["ours"], f["desk"], f["cuts"]
+        best = max(cuts, key=lambda cut: cuts[cut][0]["b3_f1"])
+
+        def cell(cut: float) -> str:
+            scores, (bags, judged) = cuts[cut]
+            return f"{scores['b3_f1']:.3f} ({bags} of {judged})"
+
+        ok = ours["b3_f1"] >= cuts[0.35][0]["b3_f1"] and ours["b3_f1"] >= cuts[best][0]["b3_f1"] - 0.02
+        lines.append(f"| {name} ({f['docs']} articles, {f['stories']} gold stories) | {ours['b3_precision']:.3f} / "
+                     f"{ours['b3_recall']:.3f} / **{ours['b3_f1']:.3f}** | {desk['grab_bags']} of {desk['judged']} | "
+                     f"{desk['orphans']:.1%} | {ours['unassigned']:.0%} | {cell(0.35)} | {cell(0.6)} | "
+                     f"{cell(best)} at {best} | {'yes' if ok else '**no**'} |")
+    return "\n".join(lines)
+
+
+SEMEVAL = "semeval2022-task8-pairs/pairs.jsonl"
+SEMEVAL_SAME = 1.5
+"""English pairs judged at most this "overall" (1 = same event) should land in one story."""
+SEMEVAL_APART = 3.5
+"""English pairs judged at least this (4 = very dissimilar) should land in different stories."""
+
+
+def semeval_figures(shared: Path, embedder: CachedEmbedder) -> dict:
+    """SemEval-2022 task 8, English–English pairs.  Every English article of the file (each once) goes
+    through the engine as one window, so each pair is decided among the others as a run decides it:
+    the pair is "together" when both articles end in one story (an unassigned article is with none).
+    Returns the share of same-event pairs (overall ≤ 1.5) together and of unrelated pairs (≥ 3.5) apart."""
+    import json
+
+    texts: dict[str, str] = {}
+    pairs = []
+    for line in (shared / "datasets" / SEMEVAL).read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row["lang1"] == row["lang2"] == "en":
+            first, second = row["pair_id"].split("_")
+            texts[first], texts[second] = row["text1"], row["text2"]
+            pairs.append((first, second, float(row["overall"])))
+    keys = sorted(texts)
+    docs = [LabelledDoc(text=body, title=title, label=key, doc_id=key)
+            for key in keys for title, body in [split_headline(texts[key])]]
+    result = evaluate(docs, config=Config(), embedder=embedder, cache_dir=None)
+    story = {r["id"]: r["story"] for r in result.assignments}
+
+    def together(a: str, b: str) -> bool:
+        return story[a] is not None and story[a] == story[b]
+
+    same = [together(a, b) for a, b, overall in pairs if overall <= SEMEVAL_SAME]
+    apart = [not together(a, b) for a, b, overall in pairs if overall >= SEMEVAL_APART]
+    vectors = embedder.embed([article_text(d.title or "", d.text) for d in docs])
+    return {"articles": len(docs), "same": len(same), "apart": len(apart), "together_rate": sum(same) / len(same),
+            "apart_rate": sum(apart) / len(apart), "unassigned": result.story["unassigned"],
+            "orphans": orphan_rate(story_labels(result), nearest_three(vectors))}
+
+
+def desk_targets(thinned: dict, semeval: dict, orphans: dict[str, float]) -> str:
+    """Issue 15's targets."""
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
+    parts = []
+    for name, f in thinned.items():
+        cuts = f["cuts"]
+        best = max(cuts[cut][0]["b3_f1"] for cut in cuts)
+        ours = f["ours"]["b3_f1"]
+        bags, judged = f["desk"]["grab_bags"], f["desk"]["judged"]
+        parts.append(f"thinned {name}: ≥ agglomerative 0.35 — {met(ours >= cuts[0.35][0]['b3_f1'])}, ≥ best cut − 0.02 — "
+                     f"{met(ours >= best - 0.02)} ({ours:.3f} vs {cuts[0.35][0]['b3_f1']:.3f} / {best:.3f}), grab-bags "
+                     f"≤ 1 per 20 stories of 3+ — {met(bags * 20 <= max(judged, 1))} ({bags} of {judged})")
+    worst = max(orphans, key=lambda name: orphans[name])
+    parts.append(f"orphan rate ≤ 2 % everywhere — {met(orphans[worst] <= 0.02)} (worst {orphans[worst]:.1%}, {worst})")
+    parts.append(f"SemEval same-event pairs together ≥ 0.8 — {met(semeval['together_rate'] >= 0.8)} "
+                 f"({semeval['together_rate']:.3f}); unrelated pairs apart ≥ 0.95 — "
+                 f"{met(semeval['apart_rate'] >= 0.95)} ({semeval['apart_rate']:.3f})")
+    return "Targets (issue 15): " + "; ".join(parts) + "."
 
 
 def story_tables(figures: dict) -> tuple[str, str]:
@@ -196,7 +364,10 @@ def story_tables(figures: dict) -> tuple[str, str]:
     systems = ["clustering (ours), batch", "clustering (ours), stream"]
     systems += [s for s in figures[names[0]]["baselines"]]
     cells: dict[str, list[str]] = {s: [] for s in systems}
-    unassigned = []
+    unassigned: list[str] = []
+    bags: list[str] = []
+    base_bags: list[str] = []
+    orphans: list[str] = []
     details = []
     for name in names:
         f = figures[name]
@@ -204,9 +375,12 @@ def story_tables(figures: dict) -> tuple[str, str]:
         stream, stream_topic = _mean(f["stream"])
         cells[systems[0]].append(f"**{batch['b3_f1']:.3f}**")
         cells[systems[1]].append(f"**{stream['b3_f1']:.3f}**")
-        for system, (scores, _, _) in f["baselines"].items():
+        for system, (scores, *_) in f["baselines"].items():
             cells[system].append(f"{scores['b3_f1']:.3f}")
         unassigned.append(f"{batch['unassigned']:.1%}")
+        bags.append(f"{f['desk']['grab_bags']} of {f['desk']['judged']}")
+        base_bags.append(" / ".join(f"{b[3][0]} of {b[3][1]}" for b in f["baselines"].values() if len(b) > 3))
+        orphans.append(f"{f['desk']['orphans']:.1%}")
         spread = "/".join(f"{r.story['b3_f1']:.3f}" for r in f["batch"])
         stream_spread = "/".join(f"{r.story['b3_f1']:.3f}" for r in f["stream"])
         churn = max(r.id_churn for r in f["stream"])
@@ -216,13 +390,16 @@ def story_tables(figures: dict) -> tuple[str, str]:
                 _detail_row(f"ours, stream (10 runs), mean of {len(f['stream'])} orders ({stream_spread})", stream,
                             stream_topic, f"≤ {churn:.1%}", sum(r.seconds for r in f["stream"]) / len(f["stream"]),
                             headlines=f"≤ {headlines:.1%}")]
-        for system, (scores, topic, seconds) in f["baselines"].items():
+        for system, (scores, topic, seconds, *_) in f["baselines"].items():
             rows.append(_detail_row(system, scores, topic, "—", seconds, bold=False))
         skipped = f"; {f['skipped']} document without text skipped" if f["skipped"] else ""
         details.append(f"### {name} ({f['docs']} documents{skipped})\n\n" + DETAIL_HEADER + "\n" + "\n".join(rows))
     header = "| system | " + " | ".join(names) + " |\n|---|" + "---|" * len(names)
     lines = [header] + [f"| {s} | " + " | ".join(cells[s]) + " |" for s in systems]
     lines.append("| ours, batch: unassigned | " + " | ".join(unassigned) + " |")
+    lines.append("| ours, batch: orphan rate | " + " | ".join(orphans) + " |")
+    lines.append("| ours, batch: grab-bags (of stories of 3+) | " + " | ".join(bags) + " |")
+    lines.append("| agglomerative 0.35 / 0.6: grab-bags | " + " | ".join(base_bags) + " |")
     return "\n".join(lines), "\n\n".join(details)
 
 
@@ -366,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.shared / "datasets").is_dir():
         print(f"error: {args.shared}/datasets not found (pass --shared)", file=sys.stderr)
         return 1
-    embedder = CachedEmbedder(make_embedder(Config().model), DEFAULT_CACHE_DIR)
+    embedder = CachedEmbedder(make_embedder(Config().model), EMBEDDING_CACHE)
     started = time.perf_counter()
     try:
         story_figures = {}
@@ -374,8 +551,15 @@ def main(argv: list[str] | None = None) -> int:
             story_figures[name] = corpus_figures(args.shared, name, embedder, not args.no_bertopic)
             print(f"{name}: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
         generalization, details = story_tables(story_figures)
-        stress = stress_table(args.shared, embedder) if not args.no_stress else "(not run: --no-stress)"
+        orphans = {name: f["desk"]["orphans"] for name, f in story_figures.items()}
+        stress = stress_table(args.shared, embedder, orphans) if not args.no_stress else "(not run: --no-stress)"
         print(f"stress corpora: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+        thinned = thinned_figures(args.shared, embedder)
+        orphans.update({f"thinned {name}": f["desk"]["orphans"] for name, f in thinned.items()})
+        semeval = semeval_figures(args.shared, embedder)
+        orphans["SemEval English"] = semeval["orphans"]
+        print(f"thinned corpora and SemEval: done ({time.perf_counter() - started:.0f} s)", file=sys.stderr,
+              flush=True)
         dedup_table, dedup_figures = dedup_rows(args.shared, embedder)
         seeds = seeds_row(args.shared, embedder)
     finally:
@@ -412,6 +596,26 @@ Every ECB+ topic holds two events of one kind, so the short views are harder tha
 whose stories are broader; the baseline's best cut is chosen with the gold (a ceiling, not a system).
 
 {stress}
+
+## What a desk sees: thinned corpora, grab-bags, orphans, people's pair judgements (issue 15)
+
+**Thinned corpora** (`thin`, seed {THIN_SEED}): each gold story of a dev corpus keeps 1 article with
+probability 0.75, 2 with 0.05, else 3–6, so about half the articles stand alone beside stories on
+the same subjects. A **grab-bag** is a story of 3+ whose largest gold story holds under two thirds
+of it. The **orphan rate** is the share of unassigned articles whose 3 nearest neighbours (embedding
+cosine) all sit in one story. Ours runs in batch with the shipped defaults; the plain baseline is
+average linkage of the same vectors at fixed cuts, and at its best cut for that corpus (chosen with
+the gold: a ceiling, not a system).
+
+{thinned_table(thinned)}
+
+**SemEval-2022 task 8** (`{SEMEVAL}`): the {semeval['articles']} English articles of its English–English
+pairs go through the engine as one window (each pair is decided among the other articles, as a run
+decides it). Pairs judged 1–1.5 "overall" (same event, {semeval['same']} pairs): **{semeval['together_rate']:.1%}**
+land in one story. Pairs judged 3.5–4 ({semeval['apart']} pairs): **{semeval['apart_rate']:.1%}** land apart.
+Unassigned: {semeval['unassigned']:.0%}; orphan rate {semeval['orphans']:.1%}.
+
+{desk_targets(thinned, semeval, orphans)}
 
 ## Near-duplicates: seeded benchmark (bench/neardup.py, seed 13)
 

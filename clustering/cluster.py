@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from .scoring import (
     ATTACH_MIN_VOTES,
+    GroupSums,
     ScoredEdges,
     StoryFeatures,
     StoryParams,
@@ -37,11 +38,15 @@ from .scoring import (
     uses_words,
     attach_by_neighbours,
     merge_threshold,
+    pair_matrix,
+    similarity_at,
 )
 
 if TYPE_CHECKING:
     import numpy as np
     import scipy.sparse
+
+    from .graph import NeighbourGraph
 
 CORE_MARGIN = 0.10
 """Dense cores are found among the edges whose similarity clears the merge threshold by
@@ -49,6 +54,23 @@ this much: HDBSCAN on every edge groups far-apart leftovers (its single-linkage 
 form at any distance: ECB+ with 600 BBC noise articles fell from 0.935 to 0.865); with
 the margin the cores are neutral to slightly helpful (lab, B-cubed F1 with / without
 cores: ECB+ 0.932 / 0.933, short leads 0.873 / 0.865, GoogleNews T 0.825 / 0.834)."""
+
+PAIR_PROBABILITY = 0.73
+"""Two articles alone make a story when P(same story) of the pair reaches this."""
+
+TRIM_PROBABILITY = 0.6
+"""A member whose P(same story) with the rest of its group, on average, is under this leaves it."""
+
+TRIM_MAX_SIZE = 8
+"""Groups this large or larger are not trimmed."""
+
+ORPHAN_PROBABILITY = 0.1
+"""An article in no group whose nearest neighbours all sit in one group joins it from this
+P(same story) with the group on."""
+
+ORPHAN_NEIGHBOURS = 3
+"""Nearest neighbours (embedding) that must all sit in one group for an orphan to be taken in."""
+
 
 def dense_cores(n: int, heads: np.ndarray, tails: np.ndarray, similarity: np.ndarray,
                 min_cluster_size: int) -> np.ndarray:
@@ -257,7 +279,77 @@ def _reciprocal_best(left: np.ndarray, right: np.ndarray, scores: np.ndarray, n:
     return winners, best[winners]
 
 
-def propose_groups(features: StoryFeatures, edges: ScoredEdges, params: StoryParams) -> list[list[int]]:
+def adopt_orphans(features: StoryFeatures, grouped: list[int | None], graph: NeighbourGraph,
+                  params: StoryParams) -> list[int | None]:
+    """An article in no group whose ``ORPHAN_NEIGHBOURS`` nearest neighbours all sit in one group joins
+    it when P(same story) with the group, on average, reaches ``ORPHAN_PROBABILITY``."""
+    import numpy as np
+
+    result = list(grouped)
+    label_array = np.asarray([-1 if x is None else x for x in grouped], dtype=np.int64)
+    nearest = graph.neighbours[:, :ORPHAN_NEIGHBOURS]
+    lonely = np.flatnonzero(label_array < 0)
+    if not lonely.size or nearest.shape[1] < ORPHAN_NEIGHBOURS:
+        return result
+    near = nearest[lonely]
+    near_labels = np.where(near >= 0, label_array[np.clip(near, 0, None)], -1)
+    unanimous = (near_labels[:, 0] >= 0) & (near_labels == near_labels[:, :1]).all(axis=1)
+    candidates, targets = lonely[unanimous], near_labels[unanimous, 0]
+    if not candidates.size:
+        return result
+    groups = sorted(set(targets.tolist()))
+    members = {g: np.flatnonzero(label_array == g).tolist() for g in groups}
+    sums = GroupSums.of(features, [[int(r)] for r in candidates] + [members[g] for g in groups], params)
+    column = {g: len(candidates) + i for i, g in enumerate(groups)}
+    rows = np.arange(len(candidates))
+    similarity = sums.between(rows, np.asarray([column[int(t)] for t in targets]))
+    log_words = np.asarray([(features.log_words[r] + features.log_words[members[int(t)]].mean()) / 2
+                            for r, t in zip(candidates, targets, strict=True)])
+    ok = similarity >= similarity_at(ORPHAN_PROBABILITY, log_words, params)
+    for row, target in zip(candidates[ok].tolist(), targets[ok].tolist(), strict=True):
+        result[row] = target
+    return result
+
+
+def trim_groups(features: StoryFeatures, grouped: list[int | None], params: StoryParams) -> list[int | None]:
+    """Drop from each group of 3 or more, weakest first, the members whose P(same story) with the rest
+    of the group, on average, is under ``TRIM_PROBABILITY``: a member that joined through one or two
+    neighbours but does not hold with the story.  A group left under ``min_cluster_size`` (2 for a
+    pair that still holds) is dissolved."""
+    import numpy as np
+
+    result = list(grouped)
+    members: dict[int, list[int]] = {}
+    for row, label in enumerate(grouped):
+        if label is not None:
+            members.setdefault(label, []).append(row)
+    for rows in members.values():
+        if len(rows) < 3 or len(rows) >= TRIM_MAX_SIZE:
+            continue
+        matrix = pair_matrix(features, rows, params)
+        alive = np.ones(len(rows), dtype=bool)
+        while alive.sum() >= 3:
+            live = np.flatnonzero(alive)
+            sub = matrix[np.ix_(live, live)]
+            support = (sub.sum(axis=1) - np.diag(sub)) / (len(live) - 1)
+            weakest = int(np.argmin(support))
+            bar = similarity_at(TRIM_PROBABILITY, np.asarray([features.log_words[rows].mean()]), params)[0]
+            if support[weakest] >= bar:
+                break
+            alive[live[weakest]] = False
+            result[rows[live[weakest]]] = None
+        if alive.sum() == 2:
+            pair = np.flatnonzero(alive)
+            log_words = np.asarray([features.log_words[[rows[i] for i in pair]].mean()])
+            if matrix[pair[0], pair[1]] < similarity_at(PAIR_PROBABILITY, log_words, params)[0]:
+                alive[:] = False
+                for i in pair:
+                    result[rows[i]] = None
+    return result
+
+
+def propose_groups(features: StoryFeatures, edges: ScoredEdges, params: StoryParams,
+                   graph: NeighbourGraph | None = None) -> list[list[int]]:
     """The window clustered from scratch: groups of rows (each of ``min_cluster_size`` or
     more, rows ascending), in order of their first row."""
     import numpy as np
@@ -270,8 +362,15 @@ def propose_groups(features: StoryFeatures, edges: ScoredEdges, params: StoryPar
     cores = dense_cores(n, heads[confident], tails[confident], similarity[confident], params.min_cluster_size)
     labels = average_linkage(features, heads, tails, params, cores)
     sizes = np.bincount(labels, minlength=n)
-    grouped: list[int | None] = [int(x) if sizes[x] >= params.min_cluster_size else None for x in labels]
+    kept = sizes >= params.min_cluster_size
+    pairs = (labels[heads] == labels[tails]) & (sizes[labels[heads]] == 2)
+    pair_bar = similarity_at(PAIR_PROBABILITY, (features.log_words[heads] + features.log_words[tails]) / 2, params)
+    kept[labels[heads[pairs & (similarity >= pair_bar)]]] = True
+    grouped: list[int | None] = [int(x) if kept[x] else None for x in labels]
     grouped = attach_by_neighbours(grouped, heads, tails, similarity, threshold, ATTACH_MIN_VOTES)
+    grouped = trim_groups(features, grouped, params)
+    if graph is not None:
+        grouped = adopt_orphans(features, grouped, graph, params)
     members: dict[int, list[int]] = {}
     for row, label in enumerate(grouped):
         if label is not None:

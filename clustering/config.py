@@ -41,6 +41,8 @@ RETIRED_KEYS = {
                                   "belong to (docs/design.md, Stories)",
         "min_samples": "since 0.2 HDBSCAN only finds dense cores (min_samples 1); average linkage decides "
                        "how far a story reaches (docs/design.md, Stories)",
+        "short_story_threshold": "since 0.3 the merge threshold follows text length through the calibrated "
+                                 "same-story model (story_probability; docs/design.md, Stories)",
     },
 }
 """Keys earlier versions documented, accepted with a warning so that an old feeds.yaml still runs."""
@@ -204,7 +206,8 @@ class _Reader:
         values = {}
         for name, spec in fields.items():
             default = getattr(cls(), name)
-            kind: type | tuple[type, ...] = type(default) if default is not None else (str, int, float)
+            kind: type | tuple[type, ...] = type(default) if default is not None else \
+                (int, float) if "float" in str(spec.type) else (str, int, float)
             values[name] = self.value(mapping, name, kind, key, default)
         try:
             return cls(**values)

@@ -31,7 +31,9 @@ __all__ = [
     "ari",
     "bcubed",
     "cluster_scores",
+    "grab_bags",
     "id_churn",
+    "orphan_rate",
     "pair_prf",
     "pairwise_prf",
 ]
@@ -216,3 +218,45 @@ def headline_churn(history: Sequence[Mapping[str, str]]) -> float:
                 compared += 1
                 changed += before[story_id] != headline
     return changed / compared if compared else 0.0
+
+
+GRAB_BAG_MIN_SIZE = 3
+"""Predicted stories of this many members or more are judged for :func:`grab_bags`."""
+
+GRAB_BAG_SHARE = 2 / 3
+"""A judged story is a grab-bag when its largest gold story holds less than this share of it."""
+
+
+def grab_bags(gold: Sequence[Hashable | None], pred: Sequence[Hashable | None]) -> tuple[int, int]:
+    """(grab-bags, judged stories): among the predicted stories of ``GRAB_BAG_MIN_SIZE`` or more
+    members, those whose largest gold story holds less than ``GRAB_BAG_SHARE`` of them.  A gold
+    ``None`` (a document of no event) is a gold story of its own, as in :func:`bcubed`."""
+    _check(gold, pred)
+    members: dict[Hashable, list[int]] = {}
+    for i, label in enumerate(pred):
+        if label is not None:
+            members.setdefault(label, []).append(i)
+    gold_codes = _codes(gold)
+    judged = bags = 0
+    for rows in members.values():
+        if len(rows) < GRAB_BAG_MIN_SIZE:
+            continue
+        judged += 1
+        largest = int(np.bincount(gold_codes[rows]).max())
+        bags += largest < GRAB_BAG_SHARE * len(rows)
+    return bags, judged
+
+
+def orphan_rate(pred: Sequence[Hashable | None], neighbours: np.ndarray) -> float:
+    """Share of unassigned documents (``None``) whose nearest neighbours (``neighbours[i]``: the
+    rows nearest to ``i``, best first, −1 for none; the first three are read) all sit in one story:
+    an article its neighbours place in a story, left in none.  0.0 when nothing is unassigned."""
+    unassigned = [i for i, label in enumerate(pred) if label is None]
+    if not unassigned:
+        return 0.0
+    orphans = 0
+    for i in unassigned:
+        near = [int(j) for j in neighbours[i][:3] if j >= 0]
+        stories = {pred[j] for j in near}
+        orphans += len(near) == 3 and len(stories) == 1 and None not in stories
+    return orphans / len(unassigned)

@@ -64,17 +64,13 @@ class StoryParams:
     events of one kind apart.  Lab, ECB+ at each weight's best threshold:
     0.5/0.5 0.902, 0.4/0.6 0.915, 0.35/0.65 0.933, 0.3/0.7 0.930."""
 
-    story_threshold: float = 0.425
-    """Average hybrid similarity two groups need to merge when their texts are full
-    articles (``LONG_TEXT_WORDS`` words); see ``short_story_threshold``."""
+    story_probability: float = 0.5
+    """P(same story) (``SAME_STORY_MODEL``) two groups need, on average over their article
+    pairs, to merge."""
 
-    short_story_threshold: float = 0.285
-    """The same for headlines (``SHORT_TEXT_WORDS`` words); in between the threshold is
-    linear in log-length (+0.025 per doubling).  The best single cut of a plain
-    average-linkage baseline runs from 0.30 on titles to 0.60 on full articles; with
-    names in the similarity, full articles need 0.40–0.45.  Lab, B-cubed F1 with the
-    whole line shifted by −0.01 / 0 / +0.01: ECB+ 0.929 / 0.933 / 0.922, GoogleNews TS
-    0.868 / 0.891 / 0.890, T 0.824 / 0.833 / 0.816."""
+    story_threshold: float | None = None
+    """A fixed hybrid similarity to merge at, whatever the texts' length, instead of the
+    calibrated model (experiments and tests); None: the model."""
 
     confirm_size: int = 8
     """A new group smaller than this that resembles an existing story (average similarity
@@ -108,8 +104,11 @@ class StoryParams:
         weights = (self.embedding_weight, self.lexical_weight, self.entity_weight)
         if any(w < 0 for w in weights) or self.embedding_weight + self.lexical_weight <= 0:
             raise ValueError("similarity weights must be non-negative, and embedding_weight + lexical_weight > 0")
-        for name in ("story_threshold", "short_story_threshold", "topic_threshold", "confirm_similarity",
-                     "topic_pair_threshold"):
+        if not 0.0 < self.story_probability < 1.0:
+            raise ValueError("story_probability must be between 0 and 1 (both excluded)")
+        if self.story_threshold is not None and not -1.0 <= self.story_threshold <= 1.0:
+            raise ValueError("story_threshold must be between -1 and 1")
+        for name in ("topic_threshold", "confirm_similarity", "topic_pair_threshold"):
             if not -1.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between -1 and 1")
 
@@ -129,10 +128,10 @@ fill a small window)."""
 
 
 SHORT_TEXT_WORDS = 5
-"""Words per text at which the merge threshold is ``short_story_threshold`` (a headline)."""
+"""Words per text at which the length share is 0 (a headline)."""
 
 LONG_TEXT_WORDS = 320
-"""Words per text at which it is ``story_threshold`` (a full article as the model sees it:
+"""Words per text at which it is 1 (a full article as the model sees it:
 it reads 256 word pieces, the embedded text is cut at 2,000 characters)."""
 
 PAIR_CHUNK = 65536
@@ -158,6 +157,7 @@ class StoryFeatures:
     names: scipy.sparse.csr_matrix            # (n, V) name TF-IDF, rows L2-normalized or empty
     log_words: np.ndarray                     # (n,) log2 of the words of each text (≥ 0)
     words: scipy.sparse.csr_matrix | None = None   # word TF-IDF when lexical_weight > 0
+    named: np.ndarray | None = None           # (n,) bool: the article has names, shared or not
 
     @property
     def size(self) -> int:
@@ -165,9 +165,10 @@ class StoryFeatures:
 
     @property
     def has_names(self) -> np.ndarray:
+        """Whether each article has names: any (``named``), else any it shares with others."""
         import numpy as np
 
-        return np.diff(self.names.indptr) > 0
+        return self.named if self.named is not None else np.diff(self.names.indptr) > 0
 
 
 def tfidf_rows(documents: Sequence[Sequence[str]], min_articles: int, max_share: float | None,
@@ -220,15 +221,59 @@ def _counts(tokens: Sequence[str]) -> dict[str, int]:
     return counts
 
 
+@dataclass(frozen=True)
+class SameStoryModel:
+    """P(same story) of two articles (or two groups, on average) from their hybrid similarity and
+    their texts' length share L (0 at ``SHORT_TEXT_WORDS`` words, 1 at ``LONG_TEXT_WORDS``):
+    ``logit P = intercept + similarity·s + length·L + similarity_x_length·s·L``.  One calibrated
+    scale for every decision and every kind of text: a story founded, a pair kept, an orphan taken in,
+    a weak member dropped each ask for a probability, not a similarity that means more or less by
+    text length."""
+
+    intercept: float
+    similarity: float
+    length: float
+    similarity_x_length: float
+
+    def probability(self, similarity: np.ndarray, length: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        z = self.intercept + self.similarity * similarity + (self.length + self.similarity_x_length * similarity) * length
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def threshold(self, probability: float, length: np.ndarray) -> np.ndarray:
+        """The similarity at which P(same) reaches ``probability``, for each length share."""
+        import numpy as np
+
+        z = math.log(probability / (1.0 - probability))
+        length = np.asarray(length, dtype=np.float64)
+        return (z - self.intercept - self.length * length) / (self.similarity + self.similarity_x_length * length)
+
+
+SAME_STORY_MODEL = SameStoryModel(intercept=-3.1, similarity=10.0, length=-1.15, similarity_x_length=0.0)
+"""Fitted by ``python bench/calibrate.py``."""
+
+
 def merge_threshold(log_words: np.ndarray, params: StoryParams) -> np.ndarray:
-    """The similarity two groups need to merge, by the mean log2 length of their texts:
-    ``short_story_threshold`` at ``SHORT_TEXT_WORDS`` words, ``story_threshold`` at
-    ``LONG_TEXT_WORDS``, linear in log-length between and clipped outside."""
-    return params.short_story_threshold + _length_share(log_words) * (params.story_threshold -
-                                                                       params.short_story_threshold)
+    """The similarity two groups need to merge, by the mean log2 length of their texts: where
+    P(same story) reaches ``params.story_probability`` (or ``params.story_threshold`` when set)."""
+    return similarity_at(params.story_probability, log_words, params)
 
 
-def _length_share(log_words: np.ndarray) -> np.ndarray:
+def similarity_at(probability: float, log_words: np.ndarray, params: StoryParams) -> np.ndarray:
+    """The hybrid similarity at which P(same story) reaches ``probability``, by mean log2 length.  With
+    a fixed ``params.story_threshold`` the model's line is moved so that ``story_probability`` falls
+    on it."""
+    import numpy as np
+
+    length = length_share(log_words)
+    line = SAME_STORY_MODEL.threshold(probability, length)
+    if params.story_threshold is None:
+        return line
+    return np.asarray(line - SAME_STORY_MODEL.threshold(params.story_probability, length) + params.story_threshold)
+
+
+def length_share(log_words: np.ndarray) -> np.ndarray:
     """0 at SHORT_TEXT_WORDS, 1 at LONG_TEXT_WORDS, linear in log-length, clipped."""
     import numpy as np
 
@@ -236,7 +281,7 @@ def _length_share(log_words: np.ndarray) -> np.ndarray:
     return np.clip((np.asarray(log_words, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
 
 
-def _combine(embedding: np.ndarray, words: np.ndarray | None, names: np.ndarray, both_named: np.ndarray,
+def combine(embedding: np.ndarray, words: np.ndarray | None, names: np.ndarray, both_named: np.ndarray,
              params: StoryParams) -> np.ndarray:
     """The hybrid similarity from its parts (module doc); ``both_named`` is the share of
     article pairs in which both have names."""
@@ -247,7 +292,13 @@ def _combine(embedding: np.ndarray, words: np.ndarray | None, names: np.ndarray,
     if words is not None:
         numerator = numerator + params.lexical_weight * words
         denominator = denominator + params.lexical_weight
-    return np.where(denominator > 0, numerator / np.maximum(denominator, 1e-12), 0.0)
+    hybrid = np.where(denominator > 0, numerator / np.maximum(denominator, 1e-12), 0.0)
+    if NAME_LIFT is None:
+        return hybrid
+    return np.minimum(hybrid, embedding + NAME_LIFT)
+
+
+NAME_LIFT: float | None = 0.0
 
 
 def edge_similarity(features: StoryFeatures, heads: np.ndarray, tails: np.ndarray,
@@ -262,7 +313,7 @@ def edge_similarity(features: StoryFeatures, heads: np.ndarray, tails: np.ndarra
         embedding = np.einsum("ij,ij->i", features.vectors[a], features.vectors[b]).astype(np.float64)
         names = _row_dots(features.names, a, b)
         words = _row_dots(features.words, a, b) if uses_words(features, params) else None
-        parts.append(_combine(embedding, words, names, named[a] * named[b], params))
+        parts.append(combine(embedding, words, names, named[a] * named[b], params))
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
@@ -310,6 +361,11 @@ class GroupSums:
         return cls(membership @ features.vectors.astype(np.float64), (membership @ features.names).tocsr(), word_sums,
                    np.asarray(lengths, dtype=np.float64), membership @ features.has_names.astype(np.float64), params)
 
+    def between(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Average similarity of groups ``left[i]`` and ``right[i]`` (indices into the list)."""
+        return group_scores(left, right, self.sums, self.name_sums, self.word_sums, self.size, self.named_count,
+                            self.params)
+
     def against_others(self, index: int) -> np.ndarray:
         """Average similarity of group ``index`` to every other group, in order (itself left out)."""
         import numpy as np
@@ -332,7 +388,7 @@ def group_scores(left: np.ndarray, right: np.ndarray, sums: np.ndarray, name_sum
         embedding = np.einsum("ij,ij->i", sums[a], sums[b]) / pairs
         names = _row_dots(name_sums, a, b) / pairs
         words = _row_dots(word_sums, a, b) / pairs if word_sums is not None else None
-        parts.append(_combine(embedding, words, names, named_count[a] * named_count[b] / pairs, params))
+        parts.append(combine(embedding, words, names, named_count[a] * named_count[b] / pairs, params))
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
@@ -379,3 +435,22 @@ def score_edges(features: StoryFeatures, graph: NeighbourGraph, params: StoryPar
     similarity = edge_similarity(features, heads, tails, params)
     threshold = merge_threshold((features.log_words[heads] + features.log_words[tails]) / 2, params)
     return ScoredEdges(heads, tails, similarity, threshold)
+
+
+def pair_matrix(features: StoryFeatures, rows: Sequence[int], params: StoryParams) -> np.ndarray:
+    """The hybrid similarity of every two of ``rows`` (a small group's own pairs), as edge_similarity
+    computes it."""
+    import numpy as np
+
+    index = np.asarray(rows, dtype=np.int64)
+    vectors = features.vectors[index].astype(np.float64)
+    embedding = vectors @ vectors.T
+    names = features.names[index]
+    name_dots = (names @ names.T).toarray() if names.shape[1] else np.zeros_like(embedding)
+    named = features.has_names[index].astype(np.float64)
+    words = None
+    if uses_words(features, params):
+        assert features.words is not None
+        word_rows = features.words[index]
+        words = (word_rows @ word_rows.T).toarray()
+    return combine(embedding, words, name_dots, np.outer(named, named), params)

@@ -122,8 +122,12 @@ def story_features(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
         word_rows = tfidf_rows([tokens[r] for r in selected], MIN_TERM_ARTICLES, max_share,
                                document_frequency(tokens), len(docs))
     log_words = np.log2(np.maximum([terms[r].word_count for r in selected], 1)).astype(np.float64)
+    named = np.asarray([bool(names[r]) for r in selected], dtype=bool) if OWN_NAMES_COUNT else None
     return StoryFeatures(vectors=np.ascontiguousarray(vectors[selected], dtype=np.float32), names=name_rows,
-                         log_words=log_words, words=word_rows)
+                         log_words=log_words, words=word_rows, named=named)
+
+
+OWN_NAMES_COUNT = False
 
 
 def region_rows(docs: Sequence[StoryDoc], graph: NeighbourGraph) -> list[int]:
@@ -185,7 +189,7 @@ def assign_stories(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
     features = story_features(docs, vectors, params, rows)
     whole = len(rows) == len(docs)
     edges = score_edges(features, graph if whole else graph.restricted(np.asarray(rows)), params)
-    groups = propose_groups(features, edges, params)
+    groups = propose_groups(features, edges, params, graph if whole else graph.restricted(np.asarray(rows)))
     region = [docs[row] for row in rows]
     result = reconcile(region, groups, features, edges, params, taken_ids, first_run=first_run)
     return dataclasses.replace(result, region=None if whole else tuple(doc.article_id for doc in region))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from clustering.cluster import average_linkage, dense_cores, linkage_at, propose_groups
+from clustering.cluster import adopt_orphans, average_linkage, dense_cores, linkage_at, propose_groups, trim_groups
 from clustering.embed import HashingEmbedder
 from clustering.graph import build_graph
 from clustering.scoring import (
@@ -20,8 +20,11 @@ from clustering.scoring import (
     attach_by_neighbours,
     edge_similarity,
     group_similarity,
+    SAME_STORY_MODEL,
+    length_share,
     merge_threshold,
     score_edges,
+    similarity_at,
     tfidf_rows,
 )
 from clustering.stories import StoryDoc, story_features
@@ -115,11 +118,19 @@ def test_group_similarity_is_the_average_over_article_pairs() -> None:
 def test_the_merge_threshold_follows_text_length() -> None:
     words = np.array([1, 5, 10, 40, 320, 5000])
     threshold = merge_threshold(np.log2(words), PARAMS)
-    assert threshold[0] == threshold[1] == pytest.approx(PARAMS.short_story_threshold)
-    assert threshold[4] == threshold[5] == pytest.approx(PARAMS.story_threshold)
+    assert threshold[0] == threshold[1] and threshold[4] == threshold[5]  # clipped outside 5..320 words
     assert np.all(np.diff(threshold) >= 0)
-    step = (PARAMS.story_threshold - PARAMS.short_story_threshold) / np.log2(320 / 5)
-    assert threshold[3] - threshold[2] == pytest.approx(2 * step)  # linear in log-length
+    share = length_share(np.log2(words))
+    probability = SAME_STORY_MODEL.probability(threshold, share)
+    assert probability == pytest.approx(np.full(len(words), PARAMS.story_probability))
+
+
+def test_a_fixed_story_threshold_replaces_the_model() -> None:
+    fixed = replace(PARAMS, story_threshold=0.6)
+    words = np.log2(np.array([5, 40, 320]))
+    assert merge_threshold(words, fixed) == pytest.approx([0.6, 0.6, 0.6])
+    higher = similarity_at(0.9, words, fixed)
+    assert np.all(higher > 0.6)  # a surer decision asks for more than the fixed cut
 
 
 # --- average linkage on the graph --------------------------------------------------------------------
@@ -267,3 +278,29 @@ def test_without_names_the_same_texts_are_one_story() -> None:
 
 def test_propose_groups_of_nothing() -> None:
     assert propose([]) == []
+
+
+# --- what a desk sees: orphans taken in, weak members dropped, names never lift ---------------------------
+def test_an_article_whose_nearest_neighbours_sit_in_one_group_joins_it() -> None:
+    vectors = blobs(1, 6, 16, 0.05, seed=3)
+    features = plain_features(vectors)
+    graph = build_graph(vectors, 5)
+    grouped: list[int | None] = [0, 0, 0, 0, 0, None]
+    assert adopt_orphans(features, grouped, graph, PARAMS) == [0, 0, 0, 0, 0, 0]
+    far = np.vstack([vectors[:5], -vectors[5:]])  # its neighbours are still the group, but nothing like it
+    assert adopt_orphans(plain_features(far), grouped, build_graph(far, 5), PARAMS)[5] is None
+
+
+def test_a_member_that_does_not_hold_with_its_small_group_is_dropped() -> None:
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=16)
+    rows = [base + 0.1 * rng.normal(size=16) for _ in range(4)] + [rng.normal(size=16)]
+    vectors = np.asarray([r / np.linalg.norm(r) for r in rows], dtype=np.float32)
+    assert trim_groups(plain_features(vectors), [7, 7, 7, 7, 7], PARAMS) == [7, 7, 7, 7, None]
+
+
+def test_names_tell_articles_apart_but_never_make_them_closer_than_their_embeddings() -> None:
+    vectors = np.asarray([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)  # unrelated texts ...
+    names = scipy.sparse.csr_matrix(np.asarray([[1.0], [1.0]], dtype=np.float32))  # ... sharing one name
+    features = StoryFeatures(vectors=vectors, names=names, log_words=np.zeros(2))
+    assert edge_similarity(features, np.array([0]), np.array([1]), PARAMS)[0] == pytest.approx(0.0)

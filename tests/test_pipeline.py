@@ -577,7 +577,7 @@ def keyed(event: str, numbers: Sequence[int]) -> list[dict[str, Any]]:
 
 
 def test_a_story_splits_and_a_small_look_alike_group_waits_one_run(tmp_path: Path) -> None:
-    config = hashing_config(stories={"entity_weight": 0, "story_threshold": 0.6, "short_story_threshold": 0.6})
+    config = hashing_config(stories={"entity_weight": 0, "story_threshold": 0.6})
     clock = Clock()
     with open_pipeline(tmp_path / "split.db", config, embedder=KeyedEmbedder(), now=clock) as pipeline:
         # run 1: event A, and an early article of event B close enough to A to join its story
@@ -632,7 +632,7 @@ def test_an_earlier_copy_arriving_late_takes_over_its_original_place_in_the_stor
 def test_two_stories_of_one_event_merge_and_the_old_id_says_where_it_went(tmp_path: Path) -> None:
     """One event's first articles founded two stories (two runs, far apart in the graph only
     by chance); once the window holds the whole event, one story absorbs the other."""
-    config = hashing_config(stories={"entity_weight": 0, "story_threshold": 0.6, "short_story_threshold": 0.6})
+    config = hashing_config(stories={"entity_weight": 0, "story_threshold": 0.6})
     with open_pipeline(tmp_path / "merge.db", config, embedder=KeyedEmbedder(), now=Clock()) as pipeline:
         pipeline.add_articles(keyed("A", [1, 2, 3]))
         pipeline.process()

@@ -84,9 +84,11 @@ def test_story_id_derives_from_the_earliest_article_not_the_lowest_id() -> None:
     assert set(result.story_of.values()) == {new_story_id(21)} == {"s21"}
 
 
-def test_too_few_articles_found_no_story() -> None:
-    result = assign(docs_for(QUAKE[:2] + [LONE]))
-    assert result.story_of == {} and result.new_story_ids == ()
+def test_two_articles_found_a_story_only_when_the_pair_is_sure() -> None:
+    result = assign(docs_for(QUAKE[:2] + [LONE]))  # two tellings of one event: a pair story
+    assert stories_of(result.story_of) == {"s1": {1, 2}}
+    loose = [QUAKE[0], "Rescue teams train for collapsed buildings in a national exercise", LONE]
+    assert assign(docs_for(loose)).story_of == {}  # a pair of one kind, not of one event
     assert set(assign(docs_for(QUAKE[:2] + [LONE]), StoryParams(min_cluster_size=2)).story_of) == {1, 2}
 
 
@@ -120,7 +122,7 @@ def test_assignment_is_deterministic() -> None:
 
 
 # --- reconciliation rules, on hand-built vectors ----------------------------------------------------------
-VECTORS = StoryParams(entity_weight=0.0, story_threshold=0.6, short_story_threshold=0.6)
+VECTORS = StoryParams(entity_weight=0.0, story_threshold=0.6)
 """Similarity = the vectors' dot product; groups merge from 0.6."""
 EVENT_A = np.array([1.0, 0.0, 0.0], dtype=np.float32)
 EVENT_B = np.array([0.5, 0.8660254, 0.0], dtype=np.float32)  # cosine 0.5 to EVENT_A: one kind, two events
@@ -239,7 +241,7 @@ def test_a_new_story_never_reuses_an_id() -> None:
     ({"embedding_weight": -0.1}, "weights"),
     ({"embedding_weight": 0, "lexical_weight": 0}, "weights"),
     ({"story_threshold": -2}, "story_threshold"),
-    ({"short_story_threshold": 1.5}, "short_story_threshold"),
+    ({"story_probability": 1.0}, "story_probability"),
     ({"topic_threshold": -1.01}, "topic_threshold"),
 ])
 def test_story_params_validation(options: dict[str, float], message: str) -> None:
