@@ -16,12 +16,17 @@ Steps (docs/design.md, "Stories"):
    groups that are each other's most similar neighbour merge, while their average
    similarity reaches the merge threshold (reciprocal-nearest-neighbour clustering:
    for average linkage the same result as merging one pair at a time);
-3. groups of ``min_cluster_size`` or more are stories; an article left alone joins
-   the group that holds most of its close neighbours (``attach_by_neighbours``).
+3. groups of ``min_cluster_size`` or more are stories, and a pair whose P(same story)
+   reaches ``PAIR_PROBABILITY``; an article left alone joins the group that holds most
+   of its close neighbours (``attach_by_neighbours``);
+4. a small group drops, weakest first, the members that do not hold with the rest of it
+   (``trim_groups``); an article left alone whose nearest neighbours all sit in one
+   group joins it when it is not far from it (``adopt_orphans``).
 
-The merge threshold follows the texts' length: embedding cosines of one event's
-articles run higher for full articles than for headlines, so one fixed cut splits
-short-text stories or merges full-article ones (docs/design.md).
+Every decision is a probability of scoring.SAME_STORY_MODEL, which follows the texts'
+length: embedding cosines of one event's articles run higher for full articles than for
+headlines, so one fixed cut splits short-text stories or merges full-article ones
+(docs/design.md).
 """
 
 from __future__ import annotations

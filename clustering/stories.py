@@ -122,12 +122,8 @@ def story_features(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
         word_rows = tfidf_rows([tokens[r] for r in selected], MIN_TERM_ARTICLES, max_share,
                                document_frequency(tokens), len(docs))
     log_words = np.log2(np.maximum([terms[r].word_count for r in selected], 1)).astype(np.float64)
-    named = np.asarray([bool(names[r]) for r in selected], dtype=bool) if OWN_NAMES_COUNT else None
     return StoryFeatures(vectors=np.ascontiguousarray(vectors[selected], dtype=np.float32), names=name_rows,
-                         log_words=log_words, words=word_rows, named=named)
-
-
-OWN_NAMES_COUNT = False
+                         log_words=log_words, words=word_rows)
 
 
 def region_rows(docs: Sequence[StoryDoc], graph: NeighbourGraph) -> list[int]:
@@ -307,8 +303,8 @@ def _confirmed(g: int, groups: Sequence[Sequence[int]], current: Sequence[str | 
     if len(group) >= params.confirm_size:
         return True
     waiting = Counter(docs[row].pending_group for row in group if current[row] is None and docs[row].pending_group)
-    if waiting and waiting.most_common(1)[0][1] >= params.min_cluster_size:
-        return True  # it held together since the last run
+    if waiting and waiting.most_common(1)[0][1] >= min(params.min_cluster_size, len(group)):
+        return True  # it held together since the last run (a sure pair: both of it)
     return resemblance.closest(g) < params.confirm_similarity
 
 
