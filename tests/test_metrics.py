@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import numpy as np
+
 from clustering.corpora import LabelledDoc, load_labelled, split_headline
 from clustering.errors import ConfigError
 from clustering.metrics import (
@@ -20,8 +22,10 @@ from clustering.metrics import (
     ari,
     bcubed,
     cluster_scores,
+    grab_bags,
     headline_churn,
     id_churn,
+    orphan_rate,
     pair_prf,
     pairwise_prf,
 )
@@ -281,3 +285,17 @@ def test_headline_churn_compares_each_story_carried_over_to_the_next_run() -> No
     assert headline_churn(history) == pytest.approx(1 / 3)   # s1, s1, s2 compared; s1 changed once
     assert headline_churn([{"s1": "a"}, {"s2": "b"}]) == 0.0  # nothing carried over
     assert headline_churn([]) == headline_churn([{"s1": "a"}]) == 0.0
+
+
+def test_grab_bags_are_stories_of_three_or_more_whose_largest_gold_story_holds_under_two_thirds() -> None:
+    gold = ["a", "a", "b", "a", "b", "c", "d", "d", "e", "e"]
+    pred = ["s", "s", "s", "t", "t", "u", "u", "u", "v", "v"]  # s: 2 of 3 a (kept); u: 1 c + 2 d (2/3 kept)
+    assert grab_bags(gold, pred) == (0, 2)
+    assert grab_bags(["a", "b", "c", "a"], ["s", "s", "s", None]) == (1, 1)  # three events in one story
+
+
+def test_orphan_rate_counts_unassigned_articles_whose_three_nearest_sit_in_one_story() -> None:
+    pred = ["s", "s", "s", None, None]
+    neighbours = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2], [0, 3, 1]])
+    assert orphan_rate(pred, neighbours) == pytest.approx(1 / 2)  # row 3 is an orphan, row 4 is not
+    assert orphan_rate(["s", "s"], np.array([[1, -1, -1], [0, -1, -1]])) == 0.0  # nothing unassigned
