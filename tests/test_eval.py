@@ -28,15 +28,17 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 QUAKE = ["Aldoria earthquake of magnitude 6.8 topples homes in Korvel overnight",
-         "Rescuers in Korvel dig through rubble after the Aldoria quake",
-         "Aldoria quake death toll climbs as Korvel hospitals fill up",
-         "Aftershocks rattle Korvel a day after the Aldoria earthquake",
-         "Aldoria asks for international help after Korvel earthquake damage"]
+         "Aldoria earthquake: rescuers in Korvel dig through homes toppled overnight",
+         "Aldoria earthquake death toll climbs as Korvel homes lie toppled",
+         "Aftershocks rattle Korvel a day after the Aldoria earthquake toppled homes",
+         "Aldoria asks for help after the Korvel earthquake toppled homes"]
 BANK = ["Norvania National Bank raises its rate to 4.75 percent",
-        "Norvania borrowers face higher costs after National Bank rate rise",
-        "Norvania National Bank governor defends 4.75 percent rate decision",
-        "Markets in Norvania slip as the National Bank lifts rates again",
-        "Norvania mortgage holders brace for National Bank rate increase"]
+        "Norvania borrowers face higher costs as the National Bank raises its rate",
+        "The governor defends the decision as the Norvania National Bank raises its rate",
+        "Markets in Norvania slip as the National Bank raises its rate again",
+        "Norvania mortgage holders brace as the National Bank raises its rate"]
+"""Two events told in shared words (the hashing embedder stands in for the model: it sees words, so
+the texts of one event share theirs; names alone never bring articles together)."""
 
 
 def _tiny_corpus() -> list[LabelledDoc]:
