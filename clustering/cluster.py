@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from .scoring import (
     ATTACH_MIN_VOTES,
+    SMALL_WINDOW,
     GroupSums,
     ScoredEdges,
     StoryFeatures,
@@ -62,7 +63,9 @@ cores: ECB+ 0.932 / 0.933, short leads 0.873 / 0.865, GoogleNews T 0.825 / 0.834
 
 PAIR_PROBABILITY = 0.73
 """Two articles alone make a story when P(same story) of the pair reaches this (a tenth of
-similarity above the merge threshold).  With stories of 3+ only, a two-article event never founded
+similarity above the merge threshold), in a window of more than ``SMALL_WINDOW`` articles: in a
+handful of articles every name is kept whatever its frequency, and two articles on one actor
+(../shared/seeds: one militia, seven years apart, cosine 0.73, the same names) read as one event.  With stories of 3+ only, a two-article event never founded
 a story: SemEval same-event pairs together 0.19; at 0.73 0.80, at 0.85 0.69 (lab)."""
 
 PAIR_MIN_COSINE = 0.55
@@ -367,7 +370,7 @@ def trim_groups(features: StoryFeatures, grouped: list[int | None], params: Stor
 
 
 def propose_groups(features: StoryFeatures, edges: ScoredEdges, params: StoryParams,
-                   graph: NeighbourGraph | None = None) -> list[list[int]]:
+                   graph: NeighbourGraph | None = None, window_size: int | None = None) -> list[list[int]]:
     """The window clustered from scratch: groups of rows (each of ``min_cluster_size`` or
     more, rows ascending), in order of their first row."""
     import numpy as np
@@ -383,7 +386,7 @@ def propose_groups(features: StoryFeatures, edges: ScoredEdges, params: StoryPar
     kept = sizes >= params.min_cluster_size
     pairs = (labels[heads] == labels[tails]) & (sizes[labels[heads]] == 2)
     pair_bar = similarity_at(PAIR_PROBABILITY, (features.log_words[heads] + features.log_words[tails]) / 2, params)
-    sure = pairs & (similarity >= pair_bar)
+    sure = pairs & (similarity >= pair_bar) & ((window_size or n) > SMALL_WINDOW)
     sure[sure] = np.einsum("ij,ij->i", features.vectors[heads[sure]], features.vectors[tails[sure]]) >= PAIR_MIN_COSINE
     kept[labels[heads[sure]]] = True
     grouped: list[int | None] = [int(x) if kept[x] else None for x in labels]

@@ -185,7 +185,8 @@ def assign_stories(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
     features = story_features(docs, vectors, params, rows)
     whole = len(rows) == len(docs)
     edges = score_edges(features, graph if whole else graph.restricted(np.asarray(rows)), params)
-    groups = propose_groups(features, edges, params, graph if whole else graph.restricted(np.asarray(rows)))
+    groups = propose_groups(features, edges, params, graph if whole else graph.restricted(np.asarray(rows)),
+                            window_size=len(docs))
     region = [docs[row] for row in rows]
     result = reconcile(region, groups, features, edges, params, taken_ids, first_run=first_run)
     return dataclasses.replace(result, region=None if whole else tuple(doc.article_id for doc in region))

@@ -84,11 +84,20 @@ def test_story_id_derives_from_the_earliest_article_not_the_lowest_id() -> None:
     assert set(result.story_of.values()) == {new_story_id(21)} == {"s21"}
 
 
+_WORDS = ("apples bridges candles dolphins engines forests glaciers harbours islands jackets kettles lanterns "
+          "meadows needles orchards pebbles quarries rivers saddles tunnels umbrellas violins wagons yachts "
+          "zebras anchors barrels cactus daisies easels falcons gardens hammers igloos jugglers kites lemons "
+          "magnets nests owls").split()
+FILLER = [f"{_WORDS[2 * n]} {_WORDS[2 * n + 1]}" for n in range(20)]
+"""Twenty unrelated lines: a window large enough for a pair alone to make a story."""
+
+
 def test_two_articles_found_a_story_only_when_the_pair_is_sure() -> None:
-    result = assign(docs_for(QUAKE[:2] + [LONE]))  # two tellings of one event: a pair story
+    result = assign(docs_for(QUAKE[:2] + FILLER))  # two tellings of one event: a pair story
     assert stories_of(result.story_of) == {"s1": {1, 2}}
-    loose = [QUAKE[0], "Rescue teams train for collapsed buildings in a national exercise", LONE]
-    assert assign(docs_for(loose)).story_of == {}  # a pair of one kind, not of one event
+    loose = [QUAKE[0], "Rescue teams train for collapsed buildings in a national exercise"]
+    assert assign(docs_for(loose + FILLER)).story_of == {}  # a pair of one kind, not of one event
+    assert assign(docs_for(QUAKE[:2] + [LONE])).story_of == {}  # a window of three: names say too much
     assert set(assign(docs_for(QUAKE[:2] + [LONE]), StoryParams(min_cluster_size=2)).story_of) == {1, 2}
 
 
