@@ -21,7 +21,7 @@ from . import dedup, labels, stories
 from .config import Config, FeedConfig, load_config, parse_config
 from .embed import Embedder, article_text, make_embedder
 from .errors import ConfigError, EmbeddingError, FeedError, NotFoundError, StorageError
-from .store import NewArticle, Store, WindowArticle, run_lock
+from .store import NewArticle, WindowArticle, open_store
 from .types import Article, ArticleInput, DuplicateLink, FeedStatus, ParsedEntry, RunReport, Story, StoryDetail
 from .window import WindowState
 
@@ -48,6 +48,26 @@ KEYWORD_BACKGROUND_STORIES = 1000
 """Stories whose words a run's keywords are weighed against (c-TF-IDF: frequent in this story, rare
 in the others): the relabelled ones and, up to this many in all, the window's newest other stories.
 Bounds the text a run reads for labels; more stories change which words count as common little."""
+
+
+FEED_CLAIM_BATCH = 2
+"""Feeds a worker claims at a time on a shared (PostgreSQL) store, per concurrent fetch it may make
+(``settings.fetch.max_concurrency``): enough to keep its fetches busy, few enough that the feeds
+spread over the workers instead of going to whichever claims first."""
+
+FEED_CLAIM_LEASE_SECONDS = 300.0
+"""How long a worker's claim on a feed lasts if it never records the fetch (it was killed): then the
+feed is due again for any worker.  Longer than a batch's fetches can take (timeouts, retries)."""
+
+
+@dataclasses.dataclass
+class _IngestTally:
+    ok: int = 0
+    failed: int = 0
+    not_modified: int = 0
+    skipped: int = 0
+    new_ids: list[int] = dataclasses.field(default_factory=list)
+    failed_names: list[str] = dataclasses.field(default_factory=list)
 
 
 def utc_now() -> datetime:
@@ -95,7 +115,7 @@ class Pipeline:
     def __init__(self, config: Config, *, embedder: Embedder | None = None,
                  now: Callable[[], datetime] = utc_now, http_client: Any = None,
                  lock_wait_seconds: float = 0.0, read_only: bool = False,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, claim_lease_seconds: float = FEED_CLAIM_LEASE_SECONDS) -> None:
         """``read_only=True`` opens the database for reading only (stories, story, feeds):
         nothing is created, migrated or written, and it works on read-only storage.
         ``progress`` is told how long work advances (see ``Progress``)."""
@@ -108,7 +128,8 @@ class Pipeline:
             raise ConfigError(f"lock_wait_seconds must be a finite number, 0 or more, got {lock_wait_seconds!r}")
         self.lock_wait_seconds = lock_wait_seconds
         self._progress = progress
-        self.store = Store(config.database, read_only=read_only)
+        self.claim_lease_seconds = claim_lease_seconds
+        self.store = open_store(config.database, read_only=read_only)
 
     # --- lifecycle ----------------------------------------------------------------------
     def close(self) -> None:
@@ -138,9 +159,9 @@ class Pipeline:
         """Fetch every due feed, store new articles, then process them."""
         started = time.monotonic()
         self._check_writable()
-        with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds):
+        with self.store.run_lock(wait_seconds=self.lock_wait_seconds):
             ingest = self._ingest(force=force)
-            processed = self._process()
+            processed = self._process_shared(ingest.new_article_ids) if self.store.shared else self._process()
         return RunReport(
             feeds_ok=ingest.feeds_ok, feeds_failed=ingest.feeds_failed,
             feeds_not_modified=ingest.feeds_not_modified, feeds_skipped=ingest.feeds_skipped,
@@ -152,12 +173,13 @@ class Pipeline:
 
     def ingest(self, *, force: bool = False) -> IngestReport:
         self._check_writable()
-        with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds):
+        with self.store.run_lock(wait_seconds=self.lock_wait_seconds):
             return self._ingest(force=force)
 
     def process(self) -> ProcessReport:
         self._check_writable()
-        with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds):
+        with self.store.run_lock(wait_seconds=self.lock_wait_seconds), \
+                self.store.cluster_lock(wait_seconds=self.lock_wait_seconds):
             return self._process()
 
     def _check_writable(self) -> None:
@@ -165,8 +187,7 @@ class Pipeline:
             raise StorageError(f"database {self.store.path} was opened read-only (read_only=True)")
 
     def _ingest(self, *, force: bool) -> IngestReport:
-        from .fetch import FetchRequest, fetch_feeds, next_attempt_delay
-        from .parse import parse_feed
+        from .fetch import FetchRequest
 
         stage = _StageTimer("fetch")
         now = self._now()
@@ -174,29 +195,63 @@ class Pipeline:
         with self.store.transaction():
             self.store.sync_feeds((f.name, f.url) for f in feeds)
             self.store.repair_feed_state()
-        due: list[FeedConfig] = []
-        requests = []
-        skipped = 0
-        for feed in feeds:
-            row = self.store.feed_row(feed.name)
-            next_attempt = row["next_attempt"] if row is not None else None
-            if not force and next_attempt is not None and next_attempt > _text(now):
-                skipped += 1
-                continue
-            due.append(feed)
-            requests.append(FetchRequest(feed_name=feed.name, url=feed.url,
-                                         etag=row["etag"] if row is not None else None,
-                                         last_modified=row["last_modified"] if row is not None else None))
+        tally = _IngestTally()
+        if self.store.shared:
+            self._ingest_claimed(feeds, now, force, tally)
+        else:
+            due: list[FeedConfig] = []
+            requests = []
+            for feed in feeds:
+                row = self.store.feed_row(feed.name)
+                next_attempt = row["next_attempt"] if row is not None else None
+                if not force and next_attempt is not None and next_attempt > _text(now):
+                    tally.skipped += 1
+                    continue
+                due.append(feed)
+                requests.append(FetchRequest(feed_name=feed.name, url=feed.url,
+                                             etag=row["etag"] if row is not None else None,
+                                             last_modified=row["last_modified"] if row is not None else None))
+            self._fetch_and_store(due, requests, tally)
+        stage.done("%d feeds ok, %d not modified, %d failed, %d not due; %d new articles", tally.ok,
+                   tally.not_modified, tally.failed, tally.skipped, len(tally.new_ids))
+        return IngestReport(tally.ok, tally.failed, tally.not_modified, tally.skipped, tuple(tally.new_ids),
+                            tuple(tally.failed_names))
+
+    def _ingest_claimed(self, feeds: Sequence[FeedConfig], now: datetime, force: bool, tally: _IngestTally) -> None:
+        """Several workers on one store: claim due feeds in batches (``Store.claim_feeds``: each
+        feed goes to one worker, under a lease), fetch and store them, until none is left."""
+        from .fetch import FetchRequest
+
+        by_name = {f.name: f for f in feeds}
+        left = list(by_name)  # the configured order, as a run on SQLite fetches
+        batch = max(1, FEED_CLAIM_BATCH * self.config.fetch.max_concurrency)
+        while left:
+            claim_now = self._now()
+            claimed = self.store.claim_feeds(  # type: ignore[attr-defined]
+                left, now=claim_now, lease_until=claim_now + timedelta(seconds=self.claim_lease_seconds),
+                limit=batch, force=force)
+            if not claimed:
+                break
+            names = {row["name"] for row in claimed}
+            left = [n for n in left if n not in names]
+            due = [by_name[row["name"]] for row in claimed]
+            requests = [FetchRequest(feed_name=row["name"], url=by_name[row["name"]].url, etag=row["etag"],
+                                     last_modified=row["last_modified"]) for row in claimed]
+            self._fetch_and_store(due, requests, tally)
+        tally.skipped += len(left)
+
+    def _fetch_and_store(self, due: Sequence[FeedConfig], requests: Sequence[Any], tally: _IngestTally) -> None:
+        """Fetch ``requests`` (one per feed of ``due``) and store what each brought, a transaction per feed."""
+        from .fetch import fetch_feeds, next_attempt_delay
+        from .parse import parse_feed
+
         fetch_options: dict[str, Any] = {"timeout_seconds": self.config.fetch.timeout_seconds,
                                          "max_bytes": self.config.fetch.max_bytes,
                                          "max_concurrency": self.config.fetch.max_concurrency,
                                          "base_dir": self.config.base_dir, "client": self._http_client}
         if self.config.fetch.user_agent:
             fetch_options["user_agent"] = self.config.fetch.user_agent
-        results = fetch_feeds(requests, **fetch_options) if requests else []
-        ok = failed = not_modified = 0
-        failed_names: list[str] = []
-        new_ids: list[int] = []
+        results = fetch_feeds(list(requests), **fetch_options) if requests else []
         for feed, result in zip(due, results):
             fetched_at = self._now()
             poll_seconds = 60.0 * (feed.poll_interval_minutes or self.config.poll_interval_minutes)
@@ -218,14 +273,14 @@ class Pipeline:
                     delay = next_attempt_delay(consecutive_errors=0, poll_interval_seconds=poll_seconds,
                                                retry_after_seconds=result.retry_after_seconds)
                     added = self.store.add_articles([_new_article(feed.name, e) for e in entries], fetched_at)
-                    new_ids.extend(added)
+                    tally.new_ids.extend(added)
                     self.store.record_fetch(feed.name, now=fetched_at, ok=True, error=None, warning=warning,
                                             etag=result.etag, last_modified=result.last_modified,
                                             next_attempt=fetched_at + timedelta(seconds=delay))
                     if result.status == "not_modified":
-                        not_modified += 1
+                        tally.not_modified += 1
                     else:
-                        ok += 1
+                        tally.ok += 1
                 else:
                     delay = next_attempt_delay(consecutive_errors=errors_before + 1,
                                                poll_interval_seconds=poll_seconds,
@@ -233,12 +288,9 @@ class Pipeline:
                     self.store.record_fetch(feed.name, now=fetched_at, ok=False, error=error, warning=None,
                                             etag=None, last_modified=None,
                                             next_attempt=fetched_at + timedelta(seconds=delay))
-                    failed += 1
-                    failed_names.append(feed.name)
+                    tally.failed += 1
+                    tally.failed_names.append(feed.name)
                     log.warning("feed %r failed: %s", feed.name, error)
-        stage.done("%d feeds ok, %d not modified, %d failed, %d not due; %d new articles", ok, not_modified, failed,
-                   skipped, len(new_ids))
-        return IngestReport(ok, failed, not_modified, skipped, tuple(new_ids), tuple(failed_names))
 
     # --- bring your own articles --------------------------------------------------------
     def add_articles(self, articles: Iterable[ArticleInput | Mapping[str, Any]]) -> list[int]:
@@ -246,7 +298,7 @@ class Pipeline:
         self._check_writable()
         now = self._now()
         rows = [_input_article(_as_input(a, i, now), now) for i, a in enumerate(articles)]
-        with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds), self.store.transaction():
+        with self.store.run_lock(wait_seconds=self.lock_wait_seconds), self.store.transaction():
             return self.store.add_articles(rows, now)
 
     # --- processing ---------------------------------------------------------------------
@@ -269,6 +321,11 @@ class Pipeline:
         now = self._now()
         since = self._readable_window_start(now)
         window = self.store.window(since)
+        if self.store.shared:  # another worker may have stored articles since the embedding above
+            waiting = [a.id for a in window if not a.processed]
+            embedded = self.store.embedded_ids(waiting, model)
+            if len(embedded) < len(waiting):
+                window = [a for a in window if a.processed or a.id in embedded]
         vectors = self.store.vectors([a.id for a in window], model)
         unprocessed = [a.id for a in window if not a.processed]
 
@@ -320,6 +377,33 @@ class Pipeline:
                              stories_total=self.store.story_count(), unassigned=unassigned,
                              moved=len(assignment.moved_from), pending=len(assignment.pending),
                              merged=len(assignment.merged_into))
+
+    def _process_shared(self, new_ids: Sequence[int]) -> ProcessReport:
+        """A worker on a shared store: embed what it fetched, then run the window stages unless
+        another worker is running them (that worker, or the next run, takes these articles)."""
+        from .errors import LockedError
+
+        embedded = self._embed_articles(new_ids)
+        try:
+            with self.store.cluster_lock():
+                report = self._process()
+        except LockedError:
+            log.info("process: another worker is clustering; %d new articles wait for the next pass", len(new_ids))
+            return ProcessReport(embedded, 0, 0, 0, self.store.story_count(), 0)
+        return dataclasses.replace(report, embedded=report.embedded + embedded)
+
+    def _embed_articles(self, ids: Sequence[int]) -> int:
+        """Embed those of ``ids`` that have no vector yet (a transaction per chunk); the count."""
+        if not ids:
+            return 0
+        model = self.model_name
+        missing = self.store.articles_to_embed(ids, model)
+        for start in range(0, len(missing), EMBED_CHUNK):
+            chunk = missing[start:start + EMBED_CHUNK]
+            vectors = self._embed([article_text(r["title"], r["summary"]) for r in chunk], chunk)
+            with self.store.transaction():
+                self.store.save_embeddings(model, [r["id"] for r in chunk], vectors)
+        return len(missing)
 
     def _report(self, stage: str, done: int, total: int) -> None:
         if self._progress is not None:

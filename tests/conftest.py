@@ -38,3 +38,98 @@ def _alias_bomb(levels: int) -> str:
 @pytest.fixture
 def alias_bomb() -> Callable[[int], str]:
     return _alias_bomb
+
+
+# --- PostgreSQL: a throwaway server for the tests that run on both backends ------------------------
+POSTGRES_HOWTO = ("install PostgreSQL (initdb, pg_ctl on PATH) and `pip install -e '.[postgres]'`, or set "
+                  "CLUSTERING_TEST_POSTGRES=postgresql://USER@HOST/DB to a server the tests may create databases in")
+
+
+class PostgresServer:
+    """A PostgreSQL server the tests may create databases in: ``database()`` gives a fresh one's URL."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.count = 0
+
+    def url(self, name: str) -> str:
+        from urllib.parse import urlsplit, urlunsplit
+
+        return urlunsplit(urlsplit(self.base_url)._replace(path=f"/{name}"))
+
+    def database(self) -> str:
+        import os
+
+        import psycopg
+
+        self.count += 1
+        name = f"clustering_test_{os.getpid()}_{self.count}"
+        with psycopg.connect(self.base_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+def _start_postgres(folder: Path) -> tuple[str, Callable[[], None]]:
+    """initdb + pg_ctl start on a unix socket in ``folder`` (no TCP port); as root, as user postgres."""
+    import os
+    import shutil
+    import subprocess
+
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            pytest.skip("running as root and no runuser to start PostgreSQL as user postgres")
+        as_user = [runuser, "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres")
+    data = folder / "data"
+    log_file = folder / "postgres.log"
+    subprocess.run([*as_user, "initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                    "--locale=C", "--no-sync"], check=True, capture_output=True, timeout=120)
+    options = f"-k {folder} -c listen_addresses='' -c fsync=off -c full_page_writes=off -c max_connections=60"
+    subprocess.run([*as_user, "pg_ctl", "-D", str(data), "-l", str(log_file), "-o", options, "-w", "start"],
+                   check=True, capture_output=True, timeout=120)
+
+    def stop() -> None:
+        subprocess.run([*as_user, "pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"],
+                       capture_output=True, timeout=120)
+
+    return f"postgresql://postgres@/postgres?host={folder}", stop
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory):
+    """A PostgreSQL server for this test session (skips, saying how to get one, where there is none)."""
+    import os
+    import shutil
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip(f"PostgreSQL tests need psycopg: {POSTGRES_HOWTO}")
+    given = os.environ.get("CLUSTERING_TEST_POSTGRES")
+    if given:
+        yield PostgresServer(given)
+        return
+    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+        pytest.skip(f"PostgreSQL tests need initdb and pg_ctl: {POSTGRES_HOWTO}")
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="clustering-pg-"))  # short: a socket path is limited to ~100 bytes
+    folder.chmod(0o755)
+    url, stop = _start_postgres(folder)
+    try:
+        yield PostgresServer(url)
+    finally:
+        stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """A fresh database of each backend: an SQLite file path, or a new PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return tmp_path / "clustering.db"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.database()

@@ -15,7 +15,7 @@ import pytest
 
 from clustering.dedup import text_hash
 from clustering.errors import LockedError, NotFoundError, StorageError
-from clustering.store import SCHEMA, SCHEMA_VERSION, NewArticle, Store, run_lock
+from clustering.store import SCHEMA, SCHEMA_VERSION, NewArticle, Store, open_store, run_lock
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 MODEL = "hashing-8"
@@ -34,7 +34,15 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path):
+def store(database: str | Path):
+    """A store of each backend (conftest ``database``: SQLite, and PostgreSQL where there is one)."""
+    opened = open_store(database)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def sqlite_store(db_path: Path):
     opened = Store(db_path)
     yield opened
     opened.close()
@@ -46,14 +54,14 @@ def add(store: Store, *articles: NewArticle, now: datetime = T0) -> list[int]:
 
 
 # --- opening, schema, migrations -----------------------------------------------------------------
-def test_new_database_gets_schema_and_user_version(store: Store, db_path: Path) -> None:
+def test_new_database_gets_schema_and_user_version(sqlite_store: Store, db_path: Path) -> None:
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"feeds", "articles", "embeddings", "duplicates", "stories", "story_members"} <= tables
 
 
-def test_file_database_uses_wal(store: Store, db_path: Path) -> None:
+def test_file_database_uses_wal(sqlite_store: Store, db_path: Path) -> None:
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -64,11 +72,11 @@ def test_missing_parent_folders_are_created(tmp_path: Path) -> None:
     assert path.is_file()
 
 
-def test_reopening_keeps_data(db_path: Path) -> None:
-    first = Store(db_path)
+def test_reopening_keeps_data(database: str | Path) -> None:
+    first = open_store(database)
     [article_id] = add(first, article("k1", title="Kept across restarts"))
     first.close()
-    second = Store(db_path)
+    second = open_store(database)
     try:
         assert second.article(article_id).title == "Kept across restarts"
         assert add(second, article("k1")) == []
@@ -417,11 +425,11 @@ def test_existing_story_ids_finds_the_ids_named_after_the_articles(store: Store)
     assert store.existing_story_ids(range(200)) == store.story_ids()
 
 
-def test_story_count_is_kept_by_triggers_through_every_kind_of_change(db_path: Path) -> None:
+def test_story_count_is_kept_by_triggers_through_every_kind_of_change(database: str | Path) -> None:
     """Random memberships, moves, duplicate links and deletions (cascades included): the
     running count always equals counting the memberships."""
     rng = np.random.default_rng(5)
-    store = Store(db_path)
+    store = open_store(database)
     try:
         ids = add(store, *(article(f"k{i}", published=T0 + timedelta(minutes=i)) for i in range(60)))
         for step in range(40):

@@ -1,0 +1,199 @@
+"""The PostgreSQL store (store_pg.py): what only it has, and a run on each backend giving the same stories.
+
+The store tests of test_store.py run on both backends through conftest's ``database`` fixture; these
+need a PostgreSQL server too (conftest ``postgres_server``), and skip, saying how to get one, without.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from clustering import ConfigError, LockedError, StorageError, open_pipeline
+from clustering.config import load_config
+from clustering.store import SCHEMA_VERSION, NewArticle, open_store
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "clustering" / "sample"
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def new_article(key: str) -> NewArticle:
+    return NewArticle(source="wire", entry_key=key, title=f"Title {key}", summary="", url=None, published=T0,
+                      published_estimated=False, text_hash=key)
+
+
+def raw(url: str, sql: str) -> list[tuple[Any, ...]]:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        cursor = connection.execute(sql)
+        return cursor.fetchall() if cursor.description else []
+
+
+@pytest.fixture
+def pg_url(postgres_server: Any) -> str:
+    return str(postgres_server.database())
+
+
+# --- which database a --db names ------------------------------------------------------------------
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "http://example.com/x.db", "sqlite://x.db", "file://x.db"])
+def test_other_url_schemes_are_refused_before_anything_is_created(url: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="unsupported URL scheme"):
+        open_pipeline(url)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_refuses_an_unknown_url_and_creates_no_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from clustering.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["stories", "--db", "mysql://user:secret@localhost/news"]) == 1
+    assert "unsupported URL scheme 'mysql'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreachable_server_is_a_storage_error_without_the_password(tmp_path: Path) -> None:
+    pytest.importorskip("psycopg")
+    url = f"postgresql://someone:hunter2@/nowhere?host={tmp_path}&port=1"
+    with pytest.raises(StorageError) as caught:
+        open_store(url)
+    assert "hunter2" not in str(caught.value) and "someone:***@" in str(caught.value)
+
+
+# --- schema ----------------------------------------------------------------------------------------
+def test_new_database_gets_the_schema_and_its_version(pg_url: str) -> None:
+    open_store(pg_url).close()
+    assert raw(pg_url, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    open_store(pg_url).close()  # reopening migrates nothing
+    assert raw(pg_url, "SELECT count(*) FROM schema_version") == [(1,)]
+
+
+def test_newer_schema_version_is_refused(pg_url: str) -> None:
+    open_store(pg_url).close()
+    raw(pg_url, f"UPDATE schema_version SET version = {SCHEMA_VERSION + 1}")
+    for read_only in (False, True):
+        with pytest.raises(StorageError, match="newer"):
+            open_store(pg_url, read_only=read_only)
+
+
+def test_a_database_with_tables_of_our_names_but_no_version_is_refused(pg_url: str) -> None:
+    raw(pg_url, "CREATE TABLE articles (body TEXT)")
+    with pytest.raises(StorageError, match="not a clustering database"):
+        open_store(pg_url)
+    assert raw(pg_url, "SELECT count(*) FROM articles") == [(0,)]
+
+
+def test_two_first_opens_at_once_both_find_one_schema(pg_url: str) -> None:
+    errors: list[BaseException] = []
+
+    def first_open() -> None:
+        try:
+            open_store(pg_url).close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=first_open) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert raw(pg_url, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+
+
+def test_read_only_store_never_creates_and_never_writes(pg_url: str) -> None:
+    with pytest.raises(StorageError, match="not a clustering database yet"):
+        open_store(pg_url, read_only=True)
+    assert raw(pg_url, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == [(0,)]
+    writer = open_store(pg_url)
+    with writer.transaction():
+        writer.add_articles([new_article("a")], T0)
+    writer.close()
+    reader = open_store(pg_url, read_only=True)
+    try:
+        assert reader.article(1).entry_key == "a"
+        with pytest.raises(StorageError, match="read-only"), reader.transaction():
+            reader.add_articles([new_article("b")], T0)
+    finally:
+        reader.close()
+    assert raw(pg_url, "SELECT count(*) FROM articles") == [(1,)]
+
+
+# --- workers ---------------------------------------------------------------------------------------
+def test_feeds_are_claimed_by_one_worker_each_and_a_lapsed_lease_frees_them(pg_url: str) -> None:
+    first, second = open_store(pg_url), open_store(pg_url)
+    try:
+        names = [f"feed{i}" for i in range(6)]
+        with first.transaction():
+            first.sync_feeds((n, f"https://example.com/{n}") for n in names)
+        lease = T0 + timedelta(minutes=5)
+        a = [r["name"] for r in first.claim_feeds(names, now=T0, lease_until=lease, limit=4)]
+        b = [r["name"] for r in second.claim_feeds(names, now=T0, lease_until=lease, limit=4)]
+        assert sorted(a + b) == names and not set(a) & set(b)
+        assert second.claim_feeds(names, now=T0, lease_until=lease, limit=4) == []
+        with first.transaction():  # a fetch recorded: released, and due again only at next_attempt
+            first.record_fetch(a[0], now=T0, ok=True, error=None, warning=None, etag=None, last_modified=None,
+                               next_attempt=T0 + timedelta(hours=1))
+        assert second.claim_feeds(names, now=T0 + timedelta(minutes=1), lease_until=lease, limit=9) == []
+        # the worker holding the rest was killed: its leases lapse and another worker takes them
+        later = [r["name"] for r in second.claim_feeds(names, now=lease, lease_until=lease + timedelta(minutes=5),
+                                                       limit=9)]
+        assert sorted(later) == sorted(set(names) - {a[0]})
+    finally:
+        first.close()
+        second.close()
+
+
+def test_one_worker_clusters_at_a_time_and_a_dead_ones_lock_is_freed(pg_url: str) -> None:
+    first, second = open_store(pg_url), open_store(pg_url)
+    try:
+        with first.cluster_lock():
+            with pytest.raises(LockedError, match="another clustering worker"), second.cluster_lock():
+                pass
+        with second.cluster_lock():  # released on leaving
+            pass
+        with first.cluster_lock():
+            first.close()  # the connection ends (as when the process is killed): PostgreSQL frees the lock
+            with second.cluster_lock(wait_seconds=5):
+                pass
+    finally:
+        second.close()
+
+
+# --- a run on each backend -------------------------------------------------------------------------
+def sample_runs(database: str | Path, folder: Path) -> dict[str, Any]:
+    """Day 1 and day 2 of the bundled sample with the hashing embedder: what a reader would see."""
+    config = dataclasses.replace(load_config(folder / "sample-feeds.yaml"), model="hashing")
+    with open_pipeline(database, config) as pipeline:
+        first = pipeline.run()
+        for path in (folder / "update").glob("*.xml"):
+            shutil.copyfile(path, folder / "feeds" / path.name)
+        second = pipeline.run(force=True)
+        stories = [(s.id, s.label, s.keywords, s.article_ids, s.size, s.sources, s.duplicates, s.topic_id)
+                   for s in pipeline.stories()]
+        articles = [pipeline.article(i) for i in range(1, first.new_articles + second.new_articles + 1)]
+        duplicates = {a.id: [(l.canonical_id, l.kind, round(l.score, 6)) for l in pipeline.duplicates_of(a.id)]
+                      for a in articles}
+    return {"reports": [(r.new_articles, r.duplicates, r.stories_new, r.stories_total) for r in (first, second)],
+            "stories": stories, "articles": [(a.id, a.source, a.entry_key, a.story_id, a.duplicate_of)
+                                             for a in articles], "duplicates": duplicates}
+
+
+def test_the_sample_gives_the_same_stories_on_both_backends(pg_url: str, tmp_path: Path) -> None:
+    results = []
+    for name, database in (("sqlite", tmp_path / "sample.db"), ("postgres", pg_url)):
+        folder = tmp_path / name
+        shutil.copytree(SAMPLE_DIR, folder)
+        results.append(sample_runs(database, folder))
+    sqlite_run, postgres_run = results
+    assert sqlite_run["reports"][0][0] > 0 and sqlite_run["stories"]
+    assert postgres_run == sqlite_run
