@@ -109,6 +109,27 @@ class ProcessReport:
     merged: int = 0     # stories that merged into another story
 
 
+@dataclasses.dataclass(frozen=True)
+class ImportReport:
+    records: int        # articles read from the file
+    new_articles: int   # of them not stored before (same source and key)
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class BackfillReport:
+    embedded: int       # articles embedded (those without a vector of the configured model)
+    passes: int         # windowed passes (dedup, stories), one per step in time order
+    duplicates: int
+    stories_total: int
+    embed_seconds: float
+    cluster_seconds: float
+
+
+IMPORT_CHUNK = 5000
+"""Articles stored in one transaction by ``clustering import`` (the file is checked whole first)."""
+
+
 class Pipeline:
     """One clustering database and its configuration.  Use as a context manager."""
 
@@ -170,6 +191,26 @@ class Pipeline:
             stories_total=processed.stories_total, unassigned=processed.unassigned,
             seconds=round(time.monotonic() - started, 3), failed_feeds=ingest.failed_feeds,
             moved=processed.moved, pending=processed.pending, merged=processed.merged)
+
+    def work(self, *, until_idle: bool = False, interval_seconds: float = 60.0,
+             on_pass: Callable[[RunReport], None] | None = None) -> int:
+        """Run pass after pass (``clustering worker``): several workers share a PostgreSQL store,
+        each fetching the feeds it claims and one at a time clustering.  A pass that fetched nothing
+        waits ``interval_seconds`` (1 s while articles wait to be clustered).  ``until_idle``: return
+        once a pass finds no feed due, none claimed by another worker and nothing left to cluster.
+        Returns the number of passes."""
+        passes = 0
+        while True:
+            report = self.run()
+            passes += 1
+            if on_pass is not None:
+                on_pass(report)
+            if report.feeds_ok + report.feeds_failed + report.feeds_not_modified:
+                continue
+            waiting = self.store.has_unprocessed() or (self.store.shared and self.store.feeds_claimed(self._now()))  # type: ignore[attr-defined]
+            if until_idle and not waiting:
+                return passes
+            time.sleep(min(interval_seconds, 1.0) if waiting else interval_seconds)
 
     def ingest(self, *, force: bool = False) -> IngestReport:
         self._check_writable()
@@ -301,26 +342,100 @@ class Pipeline:
         with self.store.run_lock(wait_seconds=self.lock_wait_seconds), self.store.transaction():
             return self.store.add_articles(rows, now)
 
+    # --- archives ---------------------------------------------------------------------
+    def import_articles(self, path: str | Path) -> ImportReport:
+        """Store the articles of a JSON Lines or CSV file (archive.read_records), by the rules of
+        ``add_articles``; every record is checked before any is stored, so a bad line (a ConfigError
+        naming the file and the line) stores nothing.  They are processed by the next run or backfill."""
+        from .archive import read_records
+
+        self._check_writable()
+        started = time.monotonic()
+        now = self._now()
+        rows: list[NewArticle] = []
+        for line, record in read_records(path):
+            try:
+                rows.append(_input_article(_as_input(record, line, now), now))
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace(f"article #{line}", "article", 1), path=str(path),
+                                  line=line) from None
+        added = 0
+        with self.store.run_lock(wait_seconds=self.lock_wait_seconds):
+            for start in range(0, len(rows), IMPORT_CHUNK):
+                with self.store.transaction():
+                    added += len(self.store.add_articles(rows[start:start + IMPORT_CHUNK], now))
+                self._report("importing", min(start + IMPORT_CHUNK, len(rows)), len(rows))
+        return ImportReport(len(rows), added, round(time.monotonic() - started, 3))
+
+    def backfill(self, *, ray: str | None = None, step_days: float | None = None) -> BackfillReport:
+        """Process an archive: embed every article without a vector (in this process, or on Ray with
+        ``ray="auto"`` or a cluster address: archive.embed_on_ray), then one windowed pass (dedup,
+        stories) per ``step_days`` (default ``window_days``) of publication time, oldest first, each
+        as a run would have seen the store then: the stories are those of cron runs at those times."""
+        self._check_writable()
+        step = timedelta(days=step_days if step_days is not None else self.config.window_days)
+        if step <= timedelta(0):
+            raise ConfigError(f"backfill step must be more than 0 days, got {step_days!r}")
+        with self.store.run_lock(wait_seconds=self.lock_wait_seconds), \
+                self.store.cluster_lock(wait_seconds=self.lock_wait_seconds):
+            started = time.monotonic()
+            model = self.model_name
+            missing = self.store.articles_without_embedding(model)
+            if ray is not None:
+                from .archive import embed_on_ray
+
+                def save(ids: list[int], vectors: Any) -> None:
+                    with self.store.transaction():
+                        self.store.save_embeddings(model, ids, vectors)
+
+                embed_on_ray(missing, model=self.config.model, device=self.config.embedding.device,
+                             batch_size=self.config.embedding.batch_size, address=ray, save=save,
+                             progress=lambda done, total: self._report("embedding", done, total))
+            else:
+                self._embed_rows(missing, model)
+            embed_seconds = time.monotonic() - started
+            started = time.monotonic()
+            passes = duplicates = 0
+            bounds = self.store.unprocessed_span()
+            if bounds is not None:
+                until, last = bounds[0] + step, bounds[1]
+                while True:
+                    report = self._process(until=min(until, last))
+                    passes += 1
+                    duplicates += report.duplicates
+                    self._report("windowed passes", passes, math.ceil((last - bounds[0]) / step))
+                    if until >= last:
+                        break
+                    until += step
+            return BackfillReport(len(missing), passes, duplicates, self.store.story_count(),
+                                  round(embed_seconds, 3), round(time.monotonic() - started, 3))
+
+    def _embed_rows(self, rows: Sequence[Any], model: str) -> None:
+        """Embed (id, title, summary) rows and store the vectors, a transaction per EMBED_CHUNK."""
+        for start in range(0, len(rows), EMBED_CHUNK):
+            chunk = rows[start:start + EMBED_CHUNK]
+            vectors = self._embed([article_text(r["title"], r["summary"]) for r in chunk], chunk)
+            with self.store.transaction():
+                self.store.save_embeddings(model, [r["id"] for r in chunk], vectors)
+            self._report("embedding", start + len(chunk), len(rows))
+
     # --- processing ---------------------------------------------------------------------
-    def _process(self) -> ProcessReport:
-        if not self.store.has_unprocessed():
+    def _process(self, until: datetime | None = None) -> ProcessReport:
+        """Embed, dedup and cluster the unprocessed articles; ``until`` (backfill): as if no article
+        published after it were stored yet."""
+        if not self.store.has_unprocessed(until):
             log.info("process: no new articles (nothing embedded or clustered)")
             return ProcessReport(0, 0, 0, 0, self.store.story_count(), 0)
         stage = _StageTimer("embed")
         model = self.model_name
         # the window only moves forward, so what it holds after embedding is covered
-        missing = self.store.articles_without_embedding(model, since=self._window_start(self._now()))
-        for start in range(0, len(missing), EMBED_CHUNK):
-            chunk = missing[start:start + EMBED_CHUNK]
-            vectors = self._embed([article_text(r["title"], r["summary"]) for r in chunk], chunk)
-            with self.store.transaction():
-                self.store.save_embeddings(model, [r["id"] for r in chunk], vectors)
-            self._report("embedding", start + len(chunk), len(missing))
+        missing = self.store.articles_without_embedding(model, since=self._window_start(self._now(), until))
+        self._embed_rows(missing, model)
         stage.done("%d articles with %s", len(missing), model)
         stage = _StageTimer("dedup")
         now = self._now()
-        since = self._readable_window_start(now)
-        window = self.store.window(since)
+        since = self._readable_window_start(now, until)
+        window = self.store.window(since, until)
         if self.store.shared:  # another worker may have stored articles since the embedding above
             waiting = [a.id for a in window if not a.processed]
             embedded = self.store.embedded_ids(waiting, model)
@@ -398,11 +513,7 @@ class Pipeline:
             return 0
         model = self.model_name
         missing = self.store.articles_to_embed(ids, model)
-        for start in range(0, len(missing), EMBED_CHUNK):
-            chunk = missing[start:start + EMBED_CHUNK]
-            vectors = self._embed([article_text(r["title"], r["summary"]) for r in chunk], chunk)
-            with self.store.transaction():
-                self.store.save_embeddings(model, [r["id"] for r in chunk], vectors)
+        self._embed_rows(missing, model)
         return len(missing)
 
     def _report(self, stage: str, done: int, total: int) -> None:
@@ -432,22 +543,22 @@ class Pipeline:
         never later than now.  ``clustering stories --since 2d`` counts back from here too."""
         return self._window_end(self._now())
 
-    def _window_end(self, now: datetime) -> datetime:
-        latest = self.store.latest_published() or now
+    def _window_end(self, now: datetime, until: datetime | None = None) -> datetime:
+        latest = self.store.latest_published(until) or now
         return min(now, latest)
 
-    def _window_start(self, now: datetime) -> datetime:
+    def _window_start(self, now: datetime, until: datetime | None = None) -> datetime:
         """The window ends at the newest article (never after now): a replayed archive or
         the bundled sample behaves as it did live."""
-        return self._window_end(now) - timedelta(days=self.config.window_days)
+        return self._window_end(now, until) - timedelta(days=self.config.window_days)
 
-    def _readable_window_start(self, now: datetime) -> datetime:
+    def _readable_window_start(self, now: datetime, until: datetime | None = None) -> datetime:
         """The window start, once every stored time the window reads is readable: reading a
         stored value is never fatal to a run (Store.repair_times warns about each repair)."""
-        since = self._window_start(now)
+        since = self._window_start(now, until)
         with self.store.transaction():
             repaired = self.store.repair_times(since=since, now=now)
-        return self._window_start(now) if repaired else since
+        return self._window_start(now, until) if repaired else since
 
     def _relabel(self, canonical: Sequence[WindowArticle], vectors: Any, assignment: stories.StoryAssignment,
                  copies_moved: Iterable[str]) -> None:

@@ -575,7 +575,8 @@ class Store:
         blobs: list[bytes] = []
         for low, high in vector_ranges(ids):
             for article_id, vector in self._db_rows("SELECT article_id, vector FROM embeddings"
-                                                    " WHERE article_id BETWEEN ? AND ? AND model = ?",
+                                                    " WHERE article_id BETWEEN ? AND ? AND model = ?"
+                                                    " ORDER BY article_id",  # SQLite's scan order; PostgreSQL's may differ
                                                     (low, high, model)):
                 found_ids.append(article_id)
                 blobs.append(vector)
@@ -599,29 +600,43 @@ class Store:
         except self._errors as exc:
             raise StorageError(f"query on {self.path} failed: {exc}") from exc
 
-    def has_unprocessed(self) -> bool:
-        return bool(self._query("SELECT 1 FROM articles WHERE processed = 0 LIMIT 1"))
+    def unprocessed_span(self) -> tuple[datetime, datetime] | None:
+        """The first and last publication times of the unprocessed articles (None: there are none)."""
+        first, last = self._query("SELECT min(published), max(published) FROM articles WHERE processed = 0")[0]
+        start, end = read_time(first), read_time(last)
+        return (start, end) if start is not None and end is not None else None
 
-    def window(self, since: datetime) -> list[WindowArticle]:
-        """Articles published since ``since`` plus every unprocessed one, oldest first.
+    def has_unprocessed(self, until: datetime | None = None) -> bool:
+        """Whether an article waits to be processed (``until``: one published by then)."""
+        if until is None:
+            return bool(self._query("SELECT 1 FROM articles WHERE processed = 0 LIMIT 1"))
+        return bool(self._query("SELECT 1 FROM articles WHERE processed = 0 AND published <= ? LIMIT 1",
+                                (to_text(until),)))
+
+    def window(self, since: datetime, until: datetime | None = None) -> list[WindowArticle]:
+        """Articles published since ``since`` plus every unprocessed one, oldest first; ``until``
+        (a backfill's pass): none published after it.
 
         Two queries, one per index (``published`` range, unprocessed partial index): with
         ``published >= ? OR processed = 0`` SQLite reads every article."""
         select = ("SELECT a.id, a.source, a.title, a.summary, a.url, a.published, a.text_hash, a.processed,"
                   " a.pending_group, d.canonical_id, d.kind, d.score, m.story_id FROM articles a"
                   " LEFT JOIN duplicates d ON d.article_id = a.id LEFT JOIN story_members m ON m.article_id = a.id")
-        rows = self._query(f"{select} WHERE a.published >= ? UNION ALL {select}"
-                           " WHERE a.processed = 0 AND a.published < ? ORDER BY published, id", (to_text(since),) * 2)
+        end = to_text(until) if until is not None else _AFTER_EVERY_DATE
+        rows = self._query(f"{select} WHERE a.published >= ? AND a.published <= ? UNION ALL {select}"
+                           " WHERE a.processed = 0 AND a.published < ? ORDER BY published, id",
+                           (to_text(since), end, to_text(since)))
         return [WindowArticle(id=r["id"], source=r["source"], title=r["title"], summary=r["summary"], url=r["url"],
                               published=from_text(r["published"]), text_hash=r["text_hash"],  # type: ignore[arg-type]
                               processed=bool(r["processed"]), duplicate_of=r["canonical_id"],
                               story_id=r["story_id"], pending_group=r["pending_group"],
                               duplicate_kind=r["kind"], duplicate_score=r["score"]) for r in rows]
 
-    def latest_published(self) -> datetime | None:
-        """The newest readable publication time (unreadable values, which the next run
-        repairs, are passed over; normally the first row read is the answer)."""
-        newest = self._query("SELECT max(published) FROM articles")[0][0]
+    def latest_published(self, until: datetime | None = None) -> datetime | None:
+        """The newest readable publication time (``until``: not after it; unreadable values, which
+        the next run repairs, are passed over; normally the first row read is the answer)."""
+        newest = self._query("SELECT max(published) FROM articles WHERE published <= ?",
+                             (to_text(until) if until is not None else _AFTER_EVERY_DATE,))[0][0]
         moment = read_time(newest)
         if moment is not None or newest is None:
             return moment

@@ -321,9 +321,47 @@ class PostgresStore(Store):
             position = {name: i for i, name in enumerate(names)}
             return sorted(claimed, key=lambda row: position[row["name"]])
 
+    def feeds_claimed(self, now: datetime) -> int:
+        """Feeds a worker holds now (claimed, not yet recorded, the lease not lapsed)."""
+        return int(self._query("SELECT count(*) FROM feeds WHERE claimed_until > ?", (to_text(now),))[0][0])
+
     def record_fetch(self, name: str, **outcome: Any) -> None:
         super().record_fetch(name, **outcome)
         self._write("UPDATE feeds SET claimed_until = NULL WHERE name = ?", (name,))
+
+
+@contextlib.contextmanager
+def throwaway_server(*, max_connections: int = 60) -> Iterator[str]:
+    """A PostgreSQL server for tests and benchmarks: ``initdb`` in a new temporary folder, started
+    with ``pg_ctl`` on a unix socket there (no TCP port), trusting local users, without fsync; as
+    root it runs as user ``postgres``.  Yields the URL of its ``postgres`` database; stopped and
+    deleted on leaving."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(tempfile.mkdtemp(prefix="clustering-pg-"))  # short: a socket path is limited to ~100 bytes
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        as_user = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(folder, "postgres")
+    data = folder / "data"
+    options = (f"-k {folder} -c listen_addresses='' -c fsync=off -c synchronous_commit=off"
+               f" -c full_page_writes=off -c max_connections={max_connections}")
+    try:
+        subprocess.run([*as_user, "initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
+                        "--locale=C", "--no-sync"], check=True, capture_output=True, timeout=120)
+        subprocess.run([*as_user, "pg_ctl", "-D", str(data), "-l", str(folder / "postgres.log"), "-o", options,
+                        "-w", "start"], check=True, capture_output=True, timeout=120)
+        try:
+            yield f"postgresql://postgres@/postgres?host={folder}"
+        finally:
+            subprocess.run([*as_user, "pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"],
+                           capture_output=True, timeout=120)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _first_line(exc: BaseException) -> str:

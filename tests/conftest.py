@@ -70,34 +70,6 @@ class PostgresServer:
         return self.url(name)
 
 
-def _start_postgres(folder: Path) -> tuple[str, Callable[[], None]]:
-    """initdb + pg_ctl start on a unix socket in ``folder`` (no TCP port); as root, as user postgres."""
-    import os
-    import shutil
-    import subprocess
-
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        runuser = shutil.which("runuser")
-        if runuser is None:
-            pytest.skip("running as root and no runuser to start PostgreSQL as user postgres")
-        as_user = [runuser, "-u", "postgres", "--"]
-        shutil.chown(folder, "postgres")
-    data = folder / "data"
-    log_file = folder / "postgres.log"
-    subprocess.run([*as_user, "initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
-                    "--locale=C", "--no-sync"], check=True, capture_output=True, timeout=120)
-    options = f"-k {folder} -c listen_addresses='' -c fsync=off -c full_page_writes=off -c max_connections=60"
-    subprocess.run([*as_user, "pg_ctl", "-D", str(data), "-l", str(log_file), "-o", options, "-w", "start"],
-                   check=True, capture_output=True, timeout=120)
-
-    def stop() -> None:
-        subprocess.run([*as_user, "pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop"],
-                       capture_output=True, timeout=120)
-
-    return f"postgresql://postgres@/postgres?host={folder}", stop
-
-
 @pytest.fixture(scope="session")
 def postgres_server(tmp_path_factory: pytest.TempPathFactory):
     """A PostgreSQL server for this test session (skips, saying how to get one, where there is none)."""
@@ -114,16 +86,10 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory):
         return
     if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
         pytest.skip(f"PostgreSQL tests need initdb and pg_ctl: {POSTGRES_HOWTO}")
-    import tempfile
+    from clustering.store_pg import throwaway_server
 
-    folder = Path(tempfile.mkdtemp(prefix="clustering-pg-"))  # short: a socket path is limited to ~100 bytes
-    folder.chmod(0o755)
-    url, stop = _start_postgres(folder)
-    try:
+    with throwaway_server() as url:
         yield PostgresServer(url)
-    finally:
-        stop()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
