@@ -197,3 +197,68 @@ def test_the_sample_gives_the_same_stories_on_both_backends(pg_url: str, tmp_pat
     sqlite_run, postgres_run = results
     assert sqlite_run["reports"][0][0] > 0 and sqlite_run["stories"]
     assert postgres_run == sqlite_run
+
+
+def test_two_workers_share_the_feeds_and_store_each_article_once(pg_url: str, tmp_path: Path) -> None:
+    """Two workers (threads here; bench/workers.py runs processes and kills them) on one store and
+    twelve loopback feeds: each feed fetched once, every article stored once, embedded and clustered."""
+    from pytest_httpserver import HTTPServer
+
+    from clustering.config import parse_config
+
+    requests: list[str] = []
+    words = ["quake rescue rubble coast survivors", "bank rates inflation bonds governor",
+             "final striker goal stadium trophy"]
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    try:
+        for feed in range(12):
+            items = "".join(f"<item><title>Feed {feed} item {n} {words[n % 3]}</title><guid>f{feed}-{n}</guid>"
+                            f"<description>{words[n % 3]} report {n}</description>"
+                            f"<pubDate>Fri, 20 Nov 2026 0{n}:00:00 GMT</pubDate></item>" for n in range(5))
+
+            def respond(request: Any, body: str = f"<rss version='2.0'><channel><title>f</title>{items}"
+                                                    "</channel></rss>") -> Any:
+                from werkzeug import Response
+
+                requests.append(request.path)
+                return Response(body, content_type="application/rss+xml")
+
+            server.expect_request(f"/f{feed}.xml").respond_with_handler(respond)
+        config = parse_config({"settings": {"model": "hashing", "fetch": {"max_concurrency": 2}},
+                               "feeds": [{"name": f"f{n}", "url": server.url_for(f"/f{n}.xml")} for n in range(12)]})
+        passes: list[int] = []
+
+        def work() -> None:
+            with open_pipeline(pg_url, config) as pipeline:
+                passes.append(pipeline.work(until_idle=True, interval_seconds=0.1))
+
+        workers = [threading.Thread(target=work) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        server.clear()
+        server.stop()
+    assert len(passes) == 2
+    assert sorted(requests) == sorted(f"/f{n}.xml" for n in range(12))  # each feed fetched once
+    assert raw(pg_url, "SELECT count(*), count(DISTINCT (source, entry_key)), sum(processed) FROM articles") == \
+        [(60, 60, 60)]
+    assert raw(pg_url, "SELECT count(*) FROM embeddings") == [(60,)]
+    assert raw(pg_url, "SELECT count(*) FROM feeds WHERE claimed_until IS NOT NULL") == [(0,)]
+    assert raw(pg_url, "SELECT value FROM tallies") == raw(pg_url, "SELECT count(DISTINCT story_id) FROM story_members")
+
+
+def test_a_run_that_finds_another_worker_clustering_embeds_and_leaves_the_rest(pg_url: str) -> None:
+    config = {"settings": {"model": "hashing"}}
+    with open_pipeline(pg_url, config) as first, open_pipeline(pg_url, config) as second:
+        second.add_articles([{"title": "Quake rescue", "text": "rubble survivors", "source": "api",
+                              "published": T0}])
+        with first.store.cluster_lock():
+            report = second.run()
+            assert (report.unassigned, second.store.has_unprocessed()) == (0, True)
+            assert raw(pg_url, "SELECT count(*) FROM embeddings") == [(0,)]  # nothing of its own fetched
+        second.run()  # the lock is free again: this run clusters
+        assert not second.store.has_unprocessed()
+        assert raw(pg_url, "SELECT count(*) FROM embeddings") == [(1,)]
