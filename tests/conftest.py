@@ -71,7 +71,7 @@ class PostgresServer:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory):
+def postgres_server():  # noqa: ANN201 - a generator fixture
     """A PostgreSQL server for this test session (skips, saying how to get one, where there is none)."""
     import os
     import shutil
@@ -86,6 +86,8 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory):
         return
     if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
         pytest.skip(f"PostgreSQL tests need initdb and pg_ctl: {POSTGRES_HOWTO}")
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        pytest.skip(f"PostgreSQL tests run as root need runuser (PostgreSQL runs as user postgres): {POSTGRES_HOWTO}")
     from clustering.store_pg import throwaway_server
 
     with throwaway_server() as url:
