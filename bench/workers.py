@@ -26,6 +26,7 @@ import argparse
 import http.server
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -81,17 +82,26 @@ def new_database(base_url: str, name: str) -> str:
 
 
 def start_worker(config: Path, url: str, lease: float) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "clustering", "worker", "--until-idle", "--interval", "0.2",
+    return subprocess.Popen([sys.executable, "-m", "clustering", "-v", "worker", "--until-idle", "--interval", "0.2",
                              "--claim-lease", str(lease), "--config", str(config), "--db", url],
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def wait_all(workers: list[subprocess.Popen[bytes]]) -> None:
+STAGE_LINE = re.compile(r"INFO clustering: (fetch|embed|dedup|stories): .* in ([0-9.]+) s$", re.MULTILINE)
+"""A stage's line in ``clustering -v`` output (core._StageTimer)."""
+
+
+def wait_all(workers: list[subprocess.Popen[bytes]]) -> dict[str, float]:
+    """Wait for every worker; the seconds each stage took, summed over the workers' logs."""
+    stages: dict[str, float] = {}
     for worker in workers:
         _, errors = worker.communicate()
         if worker.returncode not in (0, -signal.SIGKILL):
             raise SystemExit(f"a worker failed ({worker.returncode}): {errors.decode()[-2000:]}")
+        for stage, seconds in STAGE_LINE.findall(errors.decode(errors="replace")):
+            stages[stage] = stages.get(stage, 0.0) + float(seconds)
+    return stages
 
 
 def state(url: str) -> dict[str, Any]:
@@ -140,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                       + "".join(f"  - name: {name}\n    url: http://127.0.0.1:{server.server_port}/{name}.xml\n"
                                 for name in by_feed), encoding="utf-8")
     print(f"{len(articles)} articles in {len(by_feed)} loopback feeds ({args.latency * 1000:.0f} ms a response), "
-          f"hashing embedder, {os.cpu_count()} cores")
+          f"hashing embedder, {os.cpu_count()} cores (load {os.getloadavg()[0]:.1f})")
     with throwaway_server(max_connections=40) as base:
         rates: dict[int, float] = {}
         reference: dict[str, Any] = {}
@@ -148,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             url = new_database(base, f"workers_{count}")
             started = time.monotonic()
             workers = [start_worker(config, url, 300.0) for _ in range(count)]
-            wait_all(workers)
+            stages = wait_all(workers)
             seconds = time.monotonic() - started
             result = state(url)
             rates[count] = result["rows"] / seconds
@@ -156,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{count} worker(s): {result['rows']} articles in {seconds:.1f} s = {rates[count]:.0f} articles/s, "
                   f"ratio to 1: {rates[count] / rates[min(rates)]:.2f}; {result['stories']} stories, "
                   f"{result['duplicates']} duplicate links, {result['unprocessed']} unprocessed, "
-                  f"{result['twice']} stored twice", flush=True)
+                  f"{result['twice']} stored twice; stage seconds summed over the workers: "
+                  + ", ".join(f"{stage} {total:.1f}" for stage, total in sorted(stages.items())), flush=True)
         if args.kills:
             rng = random.Random(args.seed)
             url = new_database(base, "workers_killed")

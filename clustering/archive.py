@@ -147,7 +147,8 @@ def embed_on_ray(rows: list[Any], *, model: str, device: str, batch_size: int, a
     actor_device = "cuda" if gpus else device
     dataset = ray.data.from_items([{"id": int(r["id"]), "title": r["title"], "summary": r["summary"]}
                                    for r in rows], override_num_blocks=max(actors, math.ceil(len(rows) / RAY_BLOCK)))
-    embedded = dataset.map_batches(_ModelActor, batch_size=RAY_BLOCK, concurrency=actors,
+    embedded = dataset.map_batches(_ModelActor, batch_size=RAY_BLOCK,
+                                   compute=ray.data.ActorPoolStrategy(size=actors),
                                    fn_constructor_kwargs={"model": model, "device": actor_device,
                                                           "batch_size": batch_size, "threads": 1 if not gpus else 4},
                                    **options)

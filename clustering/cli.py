@@ -351,7 +351,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "worker": cmd_worker, "import": cmd_import, "backfill": cmd_backfill, "stories": cmd_stories, "story": cmd_story, "feeds": cmd_feeds, "eval": cmd_eval}
+COMMANDS = {"run": cmd_run, "worker": cmd_worker, "import": cmd_import, "backfill": cmd_backfill,
+            "stories": cmd_stories, "story": cmd_story, "feeds": cmd_feeds, "eval": cmd_eval}
 
 
 def configure_logging(verbosity: int) -> None:

@@ -207,7 +207,8 @@ class Pipeline:
                 on_pass(report)
             if report.feeds_ok + report.feeds_failed + report.feeds_not_modified:
                 continue
-            waiting = self.store.has_unprocessed() or (self.store.shared and self.store.feeds_claimed(self._now()))  # type: ignore[attr-defined]
+            waiting = self.store.has_unprocessed() or (
+                self.store.shared and self.store.feeds_claimed(self._now()))  # type: ignore[attr-defined]
             if until_idle and not waiting:
                 return passes
             time.sleep(min(interval_seconds, 1.0) if waiting else interval_seconds)

@@ -574,10 +574,10 @@ class Store:
         found_ids: list[int] = []
         blobs: list[bytes] = []
         for low, high in vector_ranges(ids):
+            # ORDER BY: SQLite scans in id order anyway; PostgreSQL need not
             for article_id, vector in self._db_rows("SELECT article_id, vector FROM embeddings"
                                                     " WHERE article_id BETWEEN ? AND ? AND model = ?"
-                                                    " ORDER BY article_id",  # SQLite's scan order; PostgreSQL's may differ
-                                                    (low, high, model)):
+                                                    " ORDER BY article_id", (low, high, model)):
                 found_ids.append(article_id)
                 blobs.append(vector)
         wanted = np.asarray(ids, dtype=np.int64)
@@ -734,8 +734,8 @@ class Store:
             if moved:
                 self._write("DELETE FROM story_members WHERE article_id = ?", (article_id,))
                 changed[article_id] = None
-                cursor = self._write("INSERT INTO story_members (article_id, story_id, added)"
-                                     " VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (canonical_id, moved[0]["story_id"], to_text(now)))
+                cursor = self._write("INSERT INTO story_members (article_id, story_id, added) VALUES (?, ?, ?)"
+                                     " ON CONFLICT DO NOTHING", (canonical_id, moved[0]["story_id"], to_text(now)))
                 if cursor.rowcount == 1:
                     changed[canonical_id] = moved[0]["story_id"]
         return changed

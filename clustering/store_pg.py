@@ -56,7 +56,8 @@ _TALLY_TRIGGERS = [statement for event, new, old in (("INSERT", "new_rows", _NO_
     f"CREATE FUNCTION clustering_tally_{event.lower()}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
     f" {_TALLY_DELTA.format(new=new, old=old)}; RETURN NULL; END $$",
     f"CREATE TRIGGER story_members_tally_{event.lower()} AFTER {event} ON story_members"
-    f" REFERENCING {' '.join(f'{side} TABLE AS {side.lower()}_rows' for side, table in (('NEW', new), ('OLD', old)) if table != _NO_ROWS)}"
+    " REFERENCING " + " ".join(f"{side} TABLE AS {side.lower()}_rows"
+                               for side, table in (("NEW", new), ("OLD", old)) if table != _NO_ROWS) +
     f" FOR EACH STATEMENT EXECUTE FUNCTION clustering_tally_{event.lower()}()")]
 """store._TALLY_TRIGGERS for PostgreSQL: ``tallies.stories_with_members`` equals the number of stories
 with members.  Statement triggers over the changed rows: PostgreSQL runs a row trigger after its whole
