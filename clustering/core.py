@@ -20,7 +20,7 @@ from typing import Any
 from . import dedup, labels, stories
 from .config import Config, FeedConfig, load_config, parse_config
 from .embed import Embedder, article_text, make_embedder
-from .errors import ConfigError, EmbeddingError, FeedError, NotFoundError, StorageError
+from .errors import ConfigError, EmbeddingError, FeedError, LockedError, NotFoundError, StorageError
 from .store import NewArticle, WindowArticle, open_store
 from .types import Article, ArticleInput, DuplicateLink, FeedStatus, ParsedEntry, RunReport, Story, StoryDetail
 from .window import WindowState
@@ -139,7 +139,9 @@ class Pipeline:
                  progress: Progress | None = None, claim_lease_seconds: float = FEED_CLAIM_LEASE_SECONDS) -> None:
         """``read_only=True`` opens the database for reading only (stories, story, feeds):
         nothing is created, migrated or written, and it works on read-only storage.
-        ``progress`` is told how long work advances (see ``Progress``)."""
+        ``progress`` is told how long work advances (see ``Progress``).  ``claim_lease_seconds``: on a
+        PostgreSQL store, how long the feeds this worker claims stay its own if it dies (see
+        ``FEED_CLAIM_LEASE_SECONDS``)."""
         self.config = config
         self._embedder = embedder
         self._window: WindowState | None = None   # the window's graph and terms, kept between runs
@@ -201,7 +203,11 @@ class Pipeline:
         Returns the number of passes."""
         passes = 0
         while True:
-            report = self.run()
+            try:
+                report = self.run()
+            except LockedError:  # an SQLite store another run holds: try again after the interval
+                time.sleep(interval_seconds)
+                continue
             passes += 1
             if on_pass is not None:
                 on_pass(report)
@@ -497,8 +503,6 @@ class Pipeline:
     def _process_shared(self, new_ids: Sequence[int]) -> ProcessReport:
         """A worker on a shared store: embed what it fetched, then run the window stages unless
         another worker is running them (that worker, or the next run, takes these articles)."""
-        from .errors import LockedError
-
         embedded = self._embed_articles(new_ids)
         try:
             with self.store.cluster_lock():

@@ -262,3 +262,18 @@ def test_a_run_that_finds_another_worker_clustering_embeds_and_leaves_the_rest(p
         second.run()  # the lock is free again: this run clusters
         assert not second.store.has_unprocessed()
         assert raw(pg_url, "SELECT count(*) FROM embeddings") == [(1,)]
+
+
+def test_cli_worker_until_idle_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`clustering worker` works on SQLite too: one pass fetches, the next finds nothing and stops."""
+    from clustering.cli import main
+
+    folder = tmp_path / "sample"
+    shutil.copytree(SAMPLE_DIR, folder)
+    config = folder / "sample-feeds.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace("settings:\n", "settings:\n  model: hashing\n", 1),
+                      encoding="utf-8")
+    assert main(["worker", "--until-idle", "--interval", "0", "--config", str(config), "--db",
+                 str(tmp_path / "news.db")]) == 0
+    captured = capsys.readouterr()
+    assert "45 new articles" in captured.out and "worker: 2 passes" in captured.err
