@@ -277,3 +277,26 @@ def test_cli_worker_until_idle_on_sqlite(tmp_path: Path, capsys: pytest.CaptureF
                  str(tmp_path / "news.db")]) == 0
     captured = capsys.readouterr()
     assert "45 new articles" in captured.out and "worker: 2 passes" in captured.err
+
+
+def test_cli_run_then_read_commands_on_postgres(pg_url: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from clustering.cli import main
+
+    folder = tmp_path / "sample"
+    shutil.copytree(SAMPLE_DIR, folder)
+    config = folder / "sample-feeds.yaml"
+    config.write_text(config.read_text(encoding="utf-8").replace("settings:\n", "settings:\n  model: hashing\n", 1),
+                      encoding="utf-8")
+    assert main(["run", "--config", str(config), "--db", pg_url, "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)
+    assert run["new_articles"] == 45 and run["stories_total"] > 0
+    assert main(["stories", "--db", pg_url, "--json"]) == 0  # read-only, no feeds.yaml needed
+    stories = json.loads(capsys.readouterr().out)
+    assert len(stories) == run["stories_total"]
+    assert main(["story", stories[0]["id"], "--db", pg_url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["id"] == stories[0]["id"]
+    assert main(["feeds", "--config", str(config), "--db", pg_url, "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 5
