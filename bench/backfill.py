@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -125,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             results["cron"] = outcome(pipeline)
         print(compare("in-process backfill against cron runs", results["in-process"], results["cron"]))
         print(compare("Ray backfill against cron runs", results["ray"], results["cron"]))
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -27,9 +27,11 @@ import http.server
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from email.utils import format_datetime
@@ -133,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.05, help="seconds each feed response is delayed")
     parser.add_argument("--claim-lease", type=float, default=3.0, help="the kill runs' lease (seconds)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/clustering-bench-workers"))
+    parser.add_argument("--work", type=Path, default=None, help="folder for feeds.yaml (default: a temporary one)")
     args = parser.parse_args(argv)
 
     from clustering.store_pg import throwaway_server
@@ -143,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     for index, article in enumerate(articles):
         by_feed.setdefault(f"feed{index % args.feeds:04d}", []).append(article)
     server = serve({f"{name}.xml": rss(name, items) for name, items in by_feed.items()}, args.latency)
-    args.work.mkdir(parents=True, exist_ok=True)
-    config = args.work / "feeds.yaml"
+    work = args.work or Path(tempfile.mkdtemp(prefix="clustering-bench-workers-"))
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "feeds.yaml"
     config.write_text("settings:\n  model: hashing\n  window_days: %s\n  poll_interval_minutes: 600\n"
                       "  fetch: {max_concurrency: 4}\nfeeds:\n" % WINDOW_DAYS
                       + "".join(f"  - name: {name}\n    url: http://127.0.0.1:{server.server_port}/{name}.xml\n"
@@ -199,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{result['stories']} ({result['stories'] - reference['stories']:+d} stories against the "
                   f"one-worker run, {result['duplicates'] - reference['duplicates']:+d} duplicate links)")
     server.shutdown()
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
