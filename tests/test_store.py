@@ -629,3 +629,23 @@ def test_read_only_store_never_creates_a_database(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="not a clustering database"):
         Store(tmp_path / "empty.db", read_only=True)
     assert (tmp_path / "empty.db").read_bytes() == b""
+
+
+def test_unreadable_and_implausible_times_are_repaired_on_both_backends(store: Store) -> None:
+    """repair_times and repair_feed_state: SQLite's strftime checks, PostgreSQL's two PL/pgSQL functions."""
+    ids = add(store, article("ok"), article("bad"), article("feb31"), article("future"), article("ancient"))
+    with store.transaction():
+        store._write("UPDATE articles SET published = 'yesterday' WHERE id = ?", (ids[1],))
+        store._write("UPDATE articles SET published = '2024-02-31T10:00:00Z' WHERE id = ?", (ids[2],))
+        store._write("UPDATE articles SET published = ? WHERE id = ?", ("2030-01-01T00:00:00Z", ids[3]))
+        store._write("UPDATE articles SET published = ? WHERE id = ?", ("1970-01-02T00:00:00Z", ids[4]))
+        store.sync_feeds([("wire", "https://example.com/feed"), ("desk", "https://example.com/desk")])
+        store._write("UPDATE feeds SET next_attempt = 'soon' WHERE name = 'wire'")
+    with store.transaction():
+        repaired = store.repair_times(since=T0 - timedelta(days=3), now=T0)
+        assert store.repair_feed_state() == ["wire"]
+    assert sorted(repaired) == sorted(ids[1:])
+    for article_id in ids[1:]:
+        assert store.article(article_id).published == T0  # the first-seen time
+    assert store.article(ids[0]).published == T0
+    assert store.feed_row("wire")["next_attempt"] is None
