@@ -25,7 +25,18 @@ from .errors import (
     NotFoundError,
     StorageError,
 )
-from .types import Article, ArticleInput, DuplicateLink, FeedStatus, RunReport, Story, StoryDetail
+from .types import (
+    Article,
+    ArticleInput,
+    DuplicateLink,
+    FeedStatus,
+    RunRecord,
+    RunReport,
+    Story,
+    StoryDetail,
+    StoryEvent,
+    Topic,
+)
 
 __version__ = "0.1.0"
 
@@ -43,10 +54,13 @@ __all__ = [
     "LockedError",
     "NotFoundError",
     "Pipeline",
+    "RunRecord",
     "RunReport",
     "StorageError",
     "Story",
     "StoryDetail",
+    "StoryEvent",
+    "Topic",
     "__version__",
     "load_config",
     "open_pipeline",

@@ -41,11 +41,18 @@ RUN_EXIT_STATUS = (f"exit status: 0 done (also when some feeds failed, or when a
                    "failed (the summary or JSON is printed all the same)")
 
 
+CONFIG_ENV = "CLUSTERING_CONFIG"
+"""Environment variable naming the feeds.yaml when ``--config`` is not given."""
+DATABASE_ENV = "CLUSTERING_DB"
+"""Environment variable naming the database when ``--db`` is not given (overrides settings.database)."""
+
+
 def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", metavar="FILE",
-                        help=f"feeds and settings (default: ./{DEFAULT_CONFIG})")
-    parser.add_argument("--db", metavar="PATH", help="database file, or a postgresql:// URL (clustering[postgres]); "
-                                                     "overrides settings.database")
+                        help=f"feeds and settings (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG})")
+    parser.add_argument("--db", metavar="PATH",
+                        help=f"database file, or a postgresql:// URL (clustering[postgres]) "
+                             f"(default: ${DATABASE_ENV}, else settings.database)")
     parser.add_argument("--sample", action="store_true",
                         help=f"use the bundled offline sample feeds (database ./{SAMPLE_DATABASE})")
 
@@ -105,22 +112,74 @@ def build_parser() -> argparse.ArgumentParser:
 
     stories = add_command("stories", help="list stories, most recently active first")
     _add_source_options(stories)
-    stories.add_argument("--since", metavar="WHEN",
-                         help="only stories with an article published in the last WHEN (6h, 2d, 90m, 1w), counted "
-                              "back from the newest stored article as the processing window is (not from the wall "
-                              "clock: a replayed archive works), or since an ISO date (UTC unless it says)")
+    _add_since(stories, "only stories with an article published")
     stories.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="at most N stories")
-    stories.add_argument("--json", action="store_true", help="print one JSON array")
-    stories.add_argument("--html", metavar="FILE", help="also write an HTML page of the stories to FILE")
+    stories.add_argument("--topic", metavar="ID", help="only the stories of this topic")
+    _add_tag(stories, "only stories with an article from a feed tagged TAG")
+    _add_format(stories)
+    stories.add_argument("--html", metavar="FILE", help="also write the HTML report of these stories to FILE")
 
-    story = add_command("story", help="one story: members, sources, duplicates, scores")
+    story = add_command("story", help="one story: members in time order, sources, duplicates, scores")
     _add_source_options(story)
     story.add_argument("story_id", metavar="ID")
-    story.add_argument("--json", action="store_true", help="print one JSON object")
+    story.add_argument("--history", action="store_true",
+                       help="what each run changed in the story: articles that joined or left, headline changes, "
+                            "splits and merges")
+    _add_format(story, formats=("table", "json"), noun="one JSON object")
 
-    feeds = add_command("feeds", help="status of each feed, with its last error")
+    articles = add_command("articles", help="list articles, oldest first: of a story, in no story, by feed, by words")
+    _add_source_options(articles)
+    chosen = articles.add_mutually_exclusive_group()
+    chosen.add_argument("--story", metavar="ID", help="the articles of this story and their copies")
+    chosen.add_argument("--unassigned", action="store_true",
+                        help="the window's articles in no story and copying none (what the run summary counts)")
+    articles.add_argument("--search", metavar="WORDS", help="only articles whose title or text holds every word")
+    articles.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="at most N articles")
+    _add_article_filters(articles, "articles")
+
+    duplicates = add_command("duplicates", help="list duplicate links: each copy, its original and their outlets")
+    _add_source_options(duplicates)
+    duplicates.add_argument("--story", metavar="ID", help="only the copies of this story's articles")
+    _add_article_filters(duplicates, "copies")
+
+    topics = add_command("topics", help="list topics (named groups of stories), most recently active first")
+    _add_source_options(topics)
+    _add_since(topics, "only topics with an article published")
+    topics.add_argument("--limit", type=_positive_int, default=None, metavar="N", help="at most N topics")
+    _add_tag(topics, "only topics with an article from a feed tagged TAG")
+    _add_format(topics)
+
+    changes = add_command("changes", help="what runs changed: new and grown stories, moved articles, new headlines")
+    _add_source_options(changes)
+    changes.add_argument("--since", type=_run_or_since, metavar="RUN|WHEN",
+                         help="the runs after run RUN, or those finished in the last WHEN (6h, 2d) before the last "
+                              "run, or since an ISO date (default: the last run)")
+    _add_tag(changes, "only changes to stories with an article from a feed tagged TAG")
+    _add_format(changes)
+
+    report = add_command("report", help="write the HTML report: topics, stories, sources, copies, timeline")
+    _add_source_options(report)
+    report.add_argument("path", metavar="FILE", help="the page to write")
+    _add_since(report, "only stories with an article published")
+
+    feeds = add_command("feeds", help="status of each feed, with its last error; add, remove, import, export")
     _add_source_options(feeds)
-    feeds.add_argument("--json", action="store_true", help="print one JSON array")
+    _add_tag(feeds, "only feeds tagged TAG")
+    _add_format(feeds)
+    feed_actions = feeds.add_subparsers(dest="feeds_action", metavar="ACTION")
+    add_feed = feed_actions.add_parser("add", help="add a feed to feeds.yaml (comments are kept)")
+    add_feed.add_argument("url", metavar="URL")
+    add_feed.add_argument("--name", help="the feed's name (default: from the URL's host and path)")
+    add_feed.add_argument("--tags", metavar="T1,T2", help="tags, comma-separated")
+    remove_feed = feed_actions.add_parser("remove", help="remove a feed from feeds.yaml (its articles stay stored)")
+    remove_feed.add_argument("name", metavar="NAME")
+    import_feeds = feed_actions.add_parser("import", help="add the feeds of an OPML file to feeds.yaml")
+    import_feeds.add_argument("opml", metavar="FILE")
+    export_feeds = feed_actions.add_parser("export", help="print feeds.yaml's feeds as OPML (or write FILE)")
+    export_feeds.add_argument("opml", metavar="FILE", nargs="?")
+    for action in (add_feed, remove_feed, import_feeds, export_feeds):  # --config after the action too
+        action.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,
+                            help=f"the feeds.yaml to edit (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG})")
     evaluate = add_command("eval", help="score dedup + stories on a labelled corpus (B-cubed, ARI, AMI)")
     evaluate.add_argument("path", metavar="PATH", help="labelled corpus: .jsonl/.json/.tsv/.csv")
     evaluate.add_argument("--text", required=True, metavar="FIELD", help="text field (column index if no header)")
@@ -140,6 +199,51 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-cache", action="store_true", help="do not cache embeddings")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
+
+
+def _add_format(parser: argparse.ArgumentParser, formats: Sequence[str] = ("table", "json", "jsonl", "csv"),
+                noun: str = "one JSON array") -> None:
+    parser.add_argument("--format", choices=formats, default=None,
+                        help=f"output: {', '.join(formats)} (default: table, fitted to the terminal)")
+    parser.add_argument("--json", action="store_true", help=f"print {noun} (the same as --format json)")
+
+
+def _add_since(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--since", type=_since_text, metavar="WHEN",
+                        help=f"{what} in the last WHEN (6h, 2d, 90m, 1w), counted back from the newest stored "
+                             "article as the processing window is (not from the wall clock: a replayed archive "
+                             "works), or since an ISO date (UTC unless it says)")
+
+
+def _add_article_filters(parser: argparse.ArgumentParser, noun: str) -> None:
+    parser.add_argument("--feed", action="append", metavar="NAME", help=f"only {noun} from this feed (repeatable)")
+    _add_since(parser, f"only {noun} published")
+    _add_tag(parser, f"only {noun} from feeds tagged TAG")
+    _add_format(parser)
+
+
+def _add_tag(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--tag", action="append", metavar="TAG", help=f"{what} (feeds.yaml tags; repeatable: any)")
+
+
+def _output_format(args: argparse.Namespace) -> str:
+    if args.json and args.format not in (None, "json"):
+        raise ConfigError(f"--json and --format {args.format} exclude each other")
+    return "json" if args.json else args.format or "table"
+
+
+def _since_text(value: str) -> str:
+    """An argparse type: a ``--since`` that parse_since can read (else exit 2, bad arguments)."""
+    try:
+        parse_since(value, datetime.now(timezone.utc))
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--since {value[:40]!r}: ")) from None
+    return value
+
+
+def _run_or_since(value: str) -> int | str:
+    """``changes --since``: a run id (digits) or what ``_since_text`` takes."""
+    return int(value) if value.strip().isdigit() else _since_text(value)
 
 
 def _number_type(kind: type[int] | type[float], minimum: int, expected: str) -> Callable[[str], float]:
@@ -188,15 +292,17 @@ def _open(args: argparse.Namespace, *, read_only: bool = False, **options: Any):
             raise ConfigError("--sample and --config exclude each other")
         config = load_config(sample_config_path()).with_database(args.db or SAMPLE_DATABASE)
     else:
-        path = Path(args.config or DEFAULT_CONFIG)
-        if args.config is None and not path.exists():
-            if read_only and args.db:
-                return Pipeline(Config().with_database(args.db), read_only=True, **options)
+        database = args.db or os.environ.get(DATABASE_ENV) or None
+        named = args.config or os.environ.get(CONFIG_ENV) or None
+        path = Path(named or DEFAULT_CONFIG)
+        if named is None and not path.exists():
+            if read_only and database:
+                return Pipeline(Config().with_database(database), read_only=True, **options)
             raise ConfigError(f"no {DEFAULT_CONFIG} in the current directory: pass --config FILE"
                               + (" or --db PATH" if read_only else "") + ", or try the offline sample with --sample")
         config = load_config(path)
-        if args.db:
-            config = config.with_database(args.db)
+        if database:
+            config = config.with_database(database)
     assert isinstance(config, Config)
     return Pipeline(config, read_only=read_only, **options)
 
@@ -264,49 +370,205 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_stories(args: argparse.Namespace) -> int:
-    from .report import stories_html, stories_table, story_dict
+def _tagged_sources(pipeline: Any, tags: Sequence[str] | None) -> list[str] | None:
+    """The feeds carrying any of ``tags`` (None: no --tag given)."""
+    if not tags:
+        return None
+    if not pipeline.config.feeds:
+        raise ConfigError("--tag needs a feeds.yaml with the feeds' tags (pass --config FILE)")
+    return [f.name for f in pipeline.config.feeds if set(f.tags) & set(tags)]
 
-    now = datetime.now(timezone.utc)
+
+def _since(args: argparse.Namespace, pipeline: Any) -> datetime | None:
+    return parse_since(args.since, pipeline.window_end()) if args.since else None
+
+
+def _print_listing(args: argparse.Namespace, rows: Sequence[dict[str, Any]], table: Callable[[int], str],
+                   columns: Sequence[str] | None = None) -> None:
+    from .listing import render, terminal_width
+
+    text = render(rows, _output_format(args), lambda: table(terminal_width()), columns)
+    if text:
+        print(text)
+
+
+def cmd_stories(args: argparse.Namespace) -> int:
+    from .listing import story_row, stories_table
+    from .report import story_dict
+
+    fmt = _output_format(args)
     with _open(args, read_only=True) as pipeline:
-        since = parse_since(args.since, pipeline.window_end()) if args.since else None
-        found = pipeline.stories(since=since, limit=args.limit)
+        found = pipeline.stories(since=_since(args, pipeline), limit=None if (args.tag or args.topic) else args.limit)
+        sources = _tagged_sources(pipeline, args.tag)
+        if sources is not None:
+            tagged = {a.story_id for a in pipeline.articles(sources=sources)}
+            found = [s for s in found if s.id in tagged]
+        if args.topic:
+            found = [s for s in found if s.topic_id == args.topic]
+        found = found[:args.limit] if args.limit else found
         if args.html:
-            details = [pipeline.story(s.id) for s in found]
-            page = stories_html(details, generated=f"{now:%Y-%m-%d %H:%M} UTC")
-            try:
-                Path(args.html).write_text(page, encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(f"--html {args.html}: cannot write the page: {exc.strerror or exc}") from exc
-    if args.json:
-        _print_json([story_dict(s) for s in found])
-    else:
-        print(stories_table(found))
+            _write_report(pipeline, args.html, found)
+    rows = [story_row(s) for s in found] if fmt == "csv" else [story_dict(s) for s in found]
+    _print_listing(args, rows, lambda width: stories_table(found, width), columns=STORY_COLUMNS)
+    return 0
+
+
+STORY_COLUMNS = ("id", "label", "keywords", "size", "canonical_sources", "sources", "duplicates", "first_seen",
+                 "last_seen", "topic_id", "topic_name", "split_from")
+"""The columns of ``stories --format csv``: those of the ``story_list`` view."""
+
+
+def _write_report(pipeline: Any, path: str, found: Sequence[Any] | None = None) -> None:
+    from .webpage import report_page
+
+    page = report_page(pipeline, stories=found)
+    try:
+        Path(path).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the page: {exc.strerror or exc}") from exc
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    with _open(args, read_only=True) as pipeline:
+        since = _since(args, pipeline)
+        _write_report(pipeline, args.path, pipeline.stories(since=since) if since else None)
     return 0
 
 
 def cmd_story(args: argparse.Namespace) -> int:
+    from .listing import event_row, history_text
     from .report import story_detail_dict, story_text
 
+    fmt = _output_format(args)
     with _open(args, read_only=True) as pipeline:
+        if args.history:
+            events = pipeline.story_history(args.story_id)
+            if fmt == "json":
+                _print_json([event_row(e) for e in events])
+            else:
+                print(history_text(args.story_id, events))
+            return 0
         detail = pipeline.story(args.story_id)
         copies = pipeline.store.articles([link.article_id for link in detail.duplicates])
-    if args.json:
+    if fmt == "json":
         _print_json(story_detail_dict(detail, copies))
     else:
         print(story_text(detail, copies))
     return 0
 
 
-def cmd_feeds(args: argparse.Namespace) -> int:
-    from .report import feed_dict, feeds_table
+def cmd_articles(args: argparse.Namespace) -> int:
+    from .listing import article_row, articles_table
 
     with _open(args, read_only=True) as pipeline:
+        sources = _tagged_sources(pipeline, args.tag)
+        if args.feed:
+            sources = [f for f in args.feed if sources is None or f in sources]
+        found = pipeline.articles(story=args.story, unassigned=args.unassigned, sources=sources,
+                                  search=args.search or (), since=_since(args, pipeline), limit=args.limit)
+    _print_listing(args, [article_row(a) for a in found], lambda width: articles_table(found, width),
+                   columns=ARTICLE_COLUMNS)
+    if args.unassigned and _output_format(args) == "table":
+        print(f"{len(found)} articles in no story", file=sys.stderr)
+    return 0
+
+
+ARTICLE_COLUMNS = ("id", "source", "title", "url", "published", "first_seen", "duplicate_of", "story_id")
+"""The columns of ``articles`` in every format: those of the ``article_list`` view."""
+DUPLICATE_COLUMNS = ("article_id", "canonical_id", "kind", "score", "source", "canonical_source", "title",
+                     "published", "story_id")
+"""The columns of ``duplicates`` in every format: those of the ``duplicate_list`` view."""
+
+
+def cmd_duplicates(args: argparse.Namespace) -> int:
+    from .listing import duplicates_table
+
+    with _open(args, read_only=True) as pipeline:
+        sources = _tagged_sources(pipeline, args.tag)
+        if args.feed:
+            sources = [f for f in args.feed if sources is None or f in sources]
+        rows = pipeline.duplicates(story=args.story, since=_since(args, pipeline), sources=sources)
+    _print_listing(args, rows, lambda width: duplicates_table(rows, width), columns=DUPLICATE_COLUMNS)
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from .listing import topic_row, topics_table
+
+    with _open(args, read_only=True) as pipeline:
+        found = pipeline.topics(since=_since(args, pipeline), limit=None if args.tag else args.limit)
+        sources = _tagged_sources(pipeline, args.tag)
+        if sources is not None:
+            tagged = {a.story_id for a in pipeline.articles(sources=sources)}
+            found = [t for t in found if tagged & set(t.story_ids)][:args.limit]
+    _print_listing(args, [topic_row(t) for t in found], lambda width: topics_table(found, width),
+                   columns=("id", "name", "keywords", "stories", "articles", "first_seen", "last_seen", "story_ids"))
+    return 0
+
+
+def cmd_changes(args: argparse.Namespace) -> int:
+    from .listing import changes_text, event_row
+
+    with _open(args, read_only=True) as pipeline:
+        if isinstance(args.since, int):
+            runs = pipeline.runs(after=args.since)
+        elif args.since:
+            last = pipeline.runs(last=1)
+            runs = pipeline.runs(since=parse_since(args.since, last[0].finished)) if last else []
+        else:
+            runs = pipeline.runs(last=1)
+        events = pipeline.changes(since=runs[0].id - 1) if runs else []
+        sources = _tagged_sources(pipeline, args.tag)
+        if sources is not None:
+            tagged = {a.story_id for a in pipeline.articles(sources=sources)}
+            events = [e for e in events if e.story_id in tagged]
+        stories = {s.id: s for s in pipeline.stories()}
+    _print_listing(args, [event_row(e) for e in events], lambda width: changes_text(runs, events, stories, width),
+                   columns=("run_id", "run_finished", "story_id", "kind", "article_id", "other_story_id",
+                            "label_before", "label_after", "title"))
+    return 0
+
+
+def cmd_feeds(args: argparse.Namespace) -> int:
+    from .listing import feed_row, feeds_table
+
+    if getattr(args, "feeds_action", None):
+        return _edit_feeds(args)
+    with _open(args, read_only=True) as pipeline:
         statuses = pipeline.feeds()
-    if args.json:
-        _print_json([feed_dict(s) for s in statuses])
+        tags = {f.name: f.tags for f in pipeline.config.feeds}
+        if args.tag:
+            statuses = [s for s in statuses if set(tags.get(s.name, ())) & set(args.tag)]
+    _print_listing(args, [feed_row(s, tags.get(s.name, ())) for s in statuses],
+                   lambda width: feeds_table(statuses, tags, width))
+    return 0
+
+
+def _edit_feeds(args: argparse.Namespace) -> int:
+    from . import feedlist
+
+    if args.sample:
+        raise ConfigError("the bundled sample's feeds cannot be edited: pass --config FILE")
+    path = Path(getattr(args, "config", None) or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    if args.feeds_action == "add":
+        tags = [t.strip() for t in (args.tags or "").split(",") if t.strip()]
+        name = feedlist.add_feed(path, args.url, name=args.name, tags=tags)
+        print(f"added feed {name!r} to {path}")
+    elif args.feeds_action == "remove":
+        feedlist.remove_feed(path, args.name)
+        print(f"removed feed {args.name!r} from {path} (its articles stay stored)")
+    elif args.feeds_action == "import":
+        added = feedlist.import_opml(path, Path(args.opml))
+        print(f"added {len(added)} feeds to {path}" + (f": {', '.join(added)}" if added else ""))
     else:
-        print(feeds_table(statuses))
+        text = feedlist.export_opml(path)
+        if args.opml:
+            try:
+                Path(args.opml).write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"{args.opml}: cannot write: {exc.strerror or exc}") from exc
+        else:
+            print(text, end="")
     return 0
 
 
@@ -352,7 +614,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "worker": cmd_worker, "import": cmd_import, "backfill": cmd_backfill,
-            "stories": cmd_stories, "story": cmd_story, "feeds": cmd_feeds, "eval": cmd_eval}
+            "stories": cmd_stories, "story": cmd_story, "articles": cmd_articles,
+            "duplicates": cmd_duplicates, "topics": cmd_topics, "changes": cmd_changes, "report": cmd_report,
+            "feeds": cmd_feeds, "eval": cmd_eval}
 
 
 def configure_logging(verbosity: int) -> None:

@@ -120,6 +120,7 @@ class Config:
     feeds: tuple[FeedConfig, ...] = ()
     base_dir: Path = Path(".")
     path: Path | None = None
+    report: Path | None = None  # settings.report: the HTML report written after every run
 
     def with_database(self, database: str | Path) -> Config:
         return dataclasses.replace(self, database=database_location(database))
@@ -223,7 +224,7 @@ def parse_config(document: Any, *, path: str = "<config>", base_dir: Path | None
     reader.check_keys(root, {"settings", "feeds"}, "")
     settings = reader.mapping(root.get("settings"), "settings", root, "settings")
     reader.check_keys(settings, {"database", "model", "window_days", "poll_interval_minutes", "fetch",
-                                 "embedding", "dedup", "stories"}, "settings")
+                                 "embedding", "dedup", "stories", "report"}, "settings")
     fetch_node = reader.mapping(settings.get("fetch"), "settings.fetch", settings, "fetch")
     reader.check_keys(fetch_node, {f.name for f in dataclasses.fields(FetchSettings)}, "settings.fetch")
     fetch = FetchSettings(
@@ -255,6 +256,7 @@ def parse_config(document: Any, *, path: str = "<config>", base_dir: Path | None
         feeds=feeds,
         base_dir=base,
         path=Path(path) if path != "<config>" else None,
+        report=Path(report) if (report := reader.value(settings, "report", str, "settings", None)) else None,
     )
 
 
@@ -343,6 +345,8 @@ def load_config(path: str | Path) -> Config:
     config = parse_config(document if document is not None else {}, path=str(config_path), base_dir=base_dir)
     if isinstance(config.database, Path) and not config.database.is_absolute() and str(config.database) != ":memory:":
         config = dataclasses.replace(config, database=base_dir / config.database)
+    if config.report is not None and not config.report.is_absolute():
+        config = dataclasses.replace(config, report=base_dir / config.report)
     return config
 
 

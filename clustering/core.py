@@ -17,12 +17,24 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from . import dedup, labels, stories
+from . import dedup, history, labels, listing_queries, stories, topics
 from .config import Config, FeedConfig, load_config, parse_config
 from .embed import Embedder, article_text, make_embedder
 from .errors import ConfigError, EmbeddingError, FeedError, LockedError, NotFoundError, StorageError
-from .store import NewArticle, WindowArticle, open_store
-from .types import Article, ArticleInput, DuplicateLink, FeedStatus, ParsedEntry, RunReport, Story, StoryDetail
+from .store import NewArticle, Store, WindowArticle, open_store
+from .types import (
+    Article,
+    ArticleInput,
+    DuplicateLink,
+    FeedStatus,
+    ParsedEntry,
+    RunRecord,
+    RunReport,
+    Story,
+    StoryDetail,
+    StoryEvent,
+    Topic,
+)
 from .window import WindowState
 
 log = logging.getLogger("clustering")
@@ -185,6 +197,8 @@ class Pipeline:
         with self.store.run_lock(wait_seconds=self.lock_wait_seconds):
             ingest = self._ingest(force=force)
             processed = self._process_shared(ingest.new_article_ids) if self.store.shared else self._process()
+            if self.config.report is not None:
+                self._write_report(self.config.report)
         return RunReport(
             feeds_ok=ingest.feeds_ok, feeds_failed=ingest.feeds_failed,
             feeds_not_modified=ingest.feeds_not_modified, feeds_skipped=ingest.feeds_skipped,
@@ -218,6 +232,16 @@ class Pipeline:
             if until_idle and not waiting:
                 return passes
             time.sleep(min(interval_seconds, 1.0) if waiting else interval_seconds)
+
+    def _write_report(self, path: Path) -> None:
+        """``settings.report``: the HTML page after a run; a page that cannot be written is a
+        warning (the run's work is stored), not an error."""
+        from .webpage import report_page
+
+        try:
+            path.write_text(report_page(self), encoding="utf-8")
+        except OSError as exc:
+            log.warning("settings.report %s: cannot write the page: %s", path, exc.strerror or exc)
 
     def ingest(self, *, force: bool = False) -> IngestReport:
         self._check_writable()
@@ -432,7 +456,10 @@ class Pipeline:
         published after it were stored yet."""
         if not self.store.has_unprocessed(until):
             log.info("process: no new articles (nothing embedded or clustered)")
-            return ProcessReport(0, 0, 0, 0, self.store.story_count(), 0)
+            # the window has not moved since the last run: its articles in no story are the same
+            last = history.last_run(self.store)
+            return ProcessReport(0, 0, 0, 0, self.store.story_count(), last.unassigned if last else 0,
+                                 pending=last.pending if last else 0)
         stage = _StageTimer("embed")
         model = self.model_name
         # the window only moves forward, so what it holds after embedding is covered
@@ -466,6 +493,7 @@ class Pipeline:
         stage = _StageTimer("stories")
 
         position = {a.id: i for i, a in enumerate(window)}
+        before = window
         # an earlier copy that took over a group takes over its story too
         window = [dataclasses.replace(a, story_id=memberships[a.id]) if a.id in memberships else a for a in window]
         canonical = [a for a in window if duplicate_of.get(a.id) is None]
@@ -479,14 +507,25 @@ class Pipeline:
                                  terms=state.terms[a.id]) for a in canonical]
         assignment = stories.assign_stories(docs, canonical_vectors, self.config.stories,
                                             taken_ids=taken_ids, graph=state.graph)
+        unassigned = sum(1 for a in canonical if a.story_id is None and a.id not in assignment.story_of)
+        # history: the window's memberships before this run (``before``) and after it
+        after = {a.id: a.story_id for a in before}
+        after.update(memberships)
+        after.update(assignment.story_of)
         with self.store.transaction():
             self.store.add_story_members(assignment.story_of, now)
             self.store.record_lineage(assignment.merged_into, assignment.split_from)
             self.store.set_pending(assignment.pending)
-            self._relabel(canonical, canonical_vectors, assignment,
-                          (story for story in memberships.values() if story is not None))
+            labels_before, labels_after = self._relabel(
+                canonical, canonical_vectors, assignment,
+                (story for story in memberships.values() if story is not None), now)
             self.store.mark_processed(unprocessed)
-        unassigned = sum(1 for a in canonical if a.story_id is None and a.id not in assignment.story_of)
+            events = history.run_events({a.id: a.story_id for a in before}, after, labels_before=labels_before,
+                                        labels_after=labels_after, created=assignment.new_story_ids,
+                                        split_from=assignment.split_from, merged_into=assignment.merged_into)
+            history.store_run(self.store, finished=now, processed=len(unprocessed), unassigned=unassigned,
+                              pending=len(assignment.pending), events=events)
+            history.compact(self.store, since)
         clustered = len(canonical) if assignment.region is None else len(assignment.region)
         stage.done("%d new, %d updated, %d unassigned; %d of %d window articles clustered afresh",
                    len(assignment.new_story_ids), len(assignment.updated_story_ids), unassigned, clustered,
@@ -566,12 +605,13 @@ class Pipeline:
         return self._window_start(now, until) if repaired else since
 
     def _relabel(self, canonical: Sequence[WindowArticle], vectors: Any, assignment: stories.StoryAssignment,
-                 copies_moved: Iterable[str]) -> None:
+                 copies_moved: Iterable[str], now: datetime) -> tuple[dict[str, str], dict[str, str]]:
         """Labels of the stories whose members changed this run (``copies_moved``: stories an
         earlier copy took over in dedup) and of any story without one; topics of every story with
         members in the window; a story whose stored label cannot be read is relabelled too.  A story
         whose members did not change keeps its headline and keywords: recomputing them against whichever stories a run happens to touch renamed one
-        unchanged story in six (ECB+ stream of 40 runs: 252 of 1,584)."""
+        unchanged story in six (ECB+ stream of 40 runs: 252 of 1,584).  Topics are named (topics.py).
+        Returns the relabelled stories' headlines before and after (the story history's input)."""
         import numpy as np
 
         story_of = assignment.story_of
@@ -582,7 +622,7 @@ class Pipeline:
             if story_id is not None:
                 members.setdefault(story_id, []).append(article)
         if not members:
-            return
+            return {}, {}
         story_ids = sorted(members, key=lambda s: (len(s), s))
         stored = self.store.stored_labels(story_ids)
         current = {s: label for s, (label, _) in stored.items()}
@@ -606,10 +646,15 @@ class Pipeline:
         membership = scipy.sparse.csr_matrix((np.ones(len(rows)), (group, rows)),
                                              shape=(len(story_ids), len(canonical)))
         sums = membership @ np.asarray(vectors, dtype=np.float64)
-        topics = labels.group_topics(story_ids, sums, self.config.stories.topic_threshold,
-                                     self.config.stories.topic_pair_threshold)
-        self.store.update_story_labels(found, topics)
-        self.store.set_topics({s: t for s, t in topics.items() if s not in found})
+        topic_of = labels.group_topics(story_ids, sums, self.config.stories.topic_threshold,
+                                       self.config.stories.topic_pair_threshold)
+        self.store.update_story_labels(found, topic_of)
+        self.store.set_topics({s: t for s, t in topic_of.items() if s not in found})
+        headlines = {s: found[s][0] if s in found else current.get(s, "") for s in story_ids}
+        names = topics.topic_names(topic_of, story_ids, sums, headlines,
+                                   listing_queries.topic_names(self.store, sorted(set(topic_of.values()))))
+        listing_queries.save_topics(self.store, names, now)
+        return ({s: current[s] for s in found if current.get(s)}, {s: label for s, (label, _) in found.items()})
 
     def _window_state(self, canonical: Sequence[WindowArticle], vectors: Any) -> WindowState:
         """The window's neighbour lists and terms: this process's from the last run, else the
@@ -632,10 +677,8 @@ class Pipeline:
 
     # --- reading ------------------------------------------------------------------------
     def stories(self, *, since: datetime | None = None, limit: int | None = None) -> list[Story]:
-        if since is not None and (not isinstance(since, datetime) or since.utcoffset() is None):
-            raise ConfigError(f"since must be a timezone-aware datetime, got {since!r}")
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-            raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+        _check_since(since)
+        _check_limit(limit)
         return self.store.stories(since=since, limit=limit)
 
     def story(self, story_id: str) -> StoryDetail:
@@ -666,6 +709,68 @@ class Pipeline:
 
     def article(self, article_id: int) -> Article:
         return self.store.article(article_id)
+
+    def articles(self, *, story: str | None = None, unassigned: bool = False, sources: Sequence[str] | None = None,
+                 search: str | Sequence[str] = (), since: datetime | None = None,
+                 limit: int | None = None) -> list[Article]:
+        """Stored articles, oldest first: of one ``story`` (its members and their copies), or
+        ``unassigned`` (in no story and copying none: in the window, what the run summary counts),
+        from these ``sources`` (feed names), whose title or text holds every word of ``search``,
+        published since ``since``."""
+        _check_since(since)
+        _check_limit(limit)
+        if unassigned and story is not None:
+            raise ConfigError("articles: story and unassigned exclude each other")
+        words = search.split() if isinstance(search, str) else list(search)
+        if unassigned and since is None:
+            since = self._window_start(self._now())
+        return listing_queries.list_articles(self.store, story_id=story, unassigned=unassigned, sources=sources,
+                                             words=words, since=since, limit=limit)
+
+    def duplicates(self, *, story: str | None = None, since: datetime | None = None,
+                   sources: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Every duplicate link with its copy's and original's outlets (the ``duplicate_list``
+        view's rows as dicts), copies oldest first."""
+        _check_since(since)
+        rows = listing_queries.duplicate_rows(self.store, story_id=story, since=since, sources=sources)
+        return [dict(row) for row in rows]
+
+    def topics(self, *, since: datetime | None = None, limit: int | None = None) -> list[Topic]:
+        """Topics (named groups of stories), most recently active first."""
+        _check_since(since)
+        _check_limit(limit)
+        return listing_queries.topics(self.store, since=since, limit=limit)
+
+    def runs(self, *, after: int | None = None, since: datetime | None = None, last: int | None = None
+             ) -> list[RunRecord]:
+        """Processing runs, oldest first: after run ``after``, finished since ``since``, or the ``last`` N."""
+        _check_since(since)
+        return history.runs(self.store, after_id=after, since=since, limit_last=last)
+
+    def changes(self, *, since: int | datetime | None = None) -> list[StoryEvent]:
+        """What runs changed in stories: the runs after run ``since`` (an int), or finished since
+        ``since`` (a datetime), or (None) the last run; events in run order."""
+        if isinstance(since, bool) or not (since is None or isinstance(since, (int, datetime))):
+            raise ConfigError(f"since must be a run id, a timezone-aware datetime or None, got {since!r}")
+        if isinstance(since, int):
+            found = self.runs(after=since)
+        elif isinstance(since, datetime):
+            found = self.runs(since=since)
+        else:
+            found = self.runs(last=1)
+        return history.events(self.store, run_ids=[r.id for r in found])
+
+    def story_history(self, story_id: str) -> list[StoryEvent]:
+        """Every recorded change to one story (article events only for runs in the window; see
+        history.py), oldest first; a merged story's history is its own, up to its merge."""
+        from .parse import valid_unicode
+
+        if not isinstance(story_id, str):
+            raise NotFoundError(f"no story with id {story_id!r} (story ids are strings)")
+        if not self.store.stories(story_ids=[valid_unicode(story_id)]) and \
+                self.store.story_successor(valid_unicode(story_id)) is None:
+            raise NotFoundError(f"no story with id {story_id!r}")
+        return history.events(self.store, story_id=valid_unicode(story_id))
 
     def duplicates_of(self, article_id: int) -> list[DuplicateLink]:
         return self.store.duplicates_of(article_id)
@@ -700,6 +805,16 @@ def open_pipeline(database: str | Path | None = None,
 
 
 # --- helpers ----------------------------------------------------------------------------------
+def _check_since(since: object) -> None:
+    if since is not None and (not isinstance(since, datetime) or since.utcoffset() is None):
+        raise ConfigError(f"since must be a timezone-aware datetime, got {since!r}")
+
+
+def _check_limit(limit: object) -> None:
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+
+
 def _text(moment: datetime) -> str:
     from .store import to_text
 

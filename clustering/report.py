@@ -1,17 +1,17 @@
-"""Output: JSON-ready dicts, the CLI tables, and a self-contained HTML page (escaped).
+"""Output: JSON-ready dicts, the run summary, the progress line and the text of one story
+(listings and their formats: listing.py; the HTML report: webpage.py).
 
 The JSON shapes are a contract that scripts parse: keys are only ever added.
 """
 
 from __future__ import annotations
 
-import html
 import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TextIO
 
-from .types import Article, DuplicateLink, FeedStatus, RunReport, Story, StoryDetail
+from .types import Article, DuplicateLink, RunReport, Story, StoryDetail
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -24,7 +24,7 @@ def story_dict(story: Story) -> dict[str, object]:
             "sources": story.sources, "duplicates": story.duplicates, "first_seen": iso(story.first_seen),
             "last_seen": iso(story.last_seen), "topic_id": story.topic_id, "article_ids": list(story.article_ids),
             "canonical_sources": story.canonical_sources, "sources_with_duplicates": story.sources_with_duplicates,
-            "duplicate_count": story.duplicates, "split_from": story.split_from}
+            "duplicate_count": story.duplicates, "split_from": story.split_from, "topic_name": story.topic_name}
 
 
 def article_dict(article: Article, similarity: float | None = None) -> dict[str, object]:
@@ -50,20 +50,13 @@ def story_detail_dict(detail: StoryDetail, duplicate_articles: Sequence[Article]
     return result
 
 
-def feed_dict(status: FeedStatus) -> dict[str, object]:
-    return {"name": status.name, "url": status.url, "last_attempt": iso(status.last_attempt),
-            "last_success": iso(status.last_success), "last_error": status.last_error,
-            "last_error_at": iso(status.last_error_at), "consecutive_errors": status.consecutive_errors,
-            "next_attempt": iso(status.next_attempt), "articles": status.articles}
-
-
 def run_summary(report: RunReport) -> str:
     failed = f" ({', '.join(report.failed_feeds)})" if report.failed_feeds else ""
     return (f"feeds: {report.feeds_ok} ok, {report.feeds_not_modified} not modified, "
             f"{report.feeds_failed} failed{failed}, {report.feeds_skipped} not due; "
             f"{report.new_articles} new articles, {report.duplicates} duplicates; "
             f"stories: {report.stories_new} new, {report.stories_updated} updated, {report.stories_total} total; "
-            f"{report.unassigned} unassigned"
+            f"{report.unassigned} unassigned in the window"
             + (f" ({report.pending} waiting for a second run)" if report.pending else "")
             + (f"; {report.moved} articles moved (stories split or merged)" if report.moved else "")
             + (f"; {report.merged} stories merged into others" if report.merged else "")
@@ -132,26 +125,14 @@ def _cut(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
-def stories_table(stories: Sequence[Story], width: int = 110) -> str:
-    if not stories:
-        return "no stories yet"
-    # ARTICLES: the story's articles; SOURCES: their outlets; DUPLICATES: copies of them (not articles)
-    lines = [f"{'ID':<10} {'ARTICLES':>8} {'SOURCES':>7} {'DUPLICATES':>10} {'LAST SEEN':<16} {'TOPIC':<10} LABEL"]
-    for story in stories:
-        label = story.label + (f"  [{', '.join(story.keywords)}]" if story.keywords else "")
-        prefix = (f"{story.id:<10} {story.size:>8} {story.canonical_sources:>7} {story.duplicates:>10} "
-                  f"{story.last_seen:%Y-%m-%d %H:%M} {story.topic_id or '-':<10} ")
-        lines.append(prefix + _cut(label, max(width - len(prefix), 20)))
-    return "\n".join(lines)
-
-
 def story_text(detail: StoryDetail, duplicate_articles: Sequence[Article] = ()) -> str:
     story = detail.story
     lines = [f"story {story.id}: {story.label}",
              f"  keywords: {', '.join(story.keywords) or '-'}",
-             f"  {story_counts(story)}; topic {story.topic_id or '-'}; "
+             f"  {story_counts(story)}; topic {story.topic_id or '-'}"
+             + (f" ({story.topic_name})" if story.topic_name else "") + "; "
              f"{story.first_seen:%Y-%m-%d %H:%M} → {story.last_seen:%Y-%m-%d %H:%M} UTC",
-             "", "  articles (similarity to the story centroid):"]
+             "", "  articles, oldest first (similarity to the story centroid):"]
     for article in detail.articles:
         score = detail.similarity.get(article.id)
         lines.append(f"  #{article.id:<6} {score if score is not None else '':>6} {article.published:%Y-%m-%d %H:%M} "
@@ -166,49 +147,3 @@ def story_text(detail: StoryDetail, duplicate_articles: Sequence[Article] = ()) 
             title = f"  {_cut(copy.source, 22)}: {_cut(copy.title, 60)}" if copy else ""
             lines.append(f"  #{link.article_id} -> #{link.canonical_id} {link.kind} {link.score:.3f}{title}")
     return "\n".join(lines)
-
-
-def feeds_table(statuses: Sequence[FeedStatus]) -> str:
-    if not statuses:
-        return "no feeds recorded yet (run `clustering run` first)"
-    lines = [f"{'FEED':<28} {'ARTICLES':>8} {'ERRORS':>6} {'LAST SUCCESS':<17} {'NEXT':<17} LAST ERROR"]
-    for s in statuses:
-        last = f"{s.last_success:%Y-%m-%d %H:%M}" if s.last_success else "never"
-        nxt = f"{s.next_attempt:%Y-%m-%d %H:%M}" if s.next_attempt else "now"
-        error = ""
-        if s.last_error and s.consecutive_errors:
-            error = f"{s.last_error} (since {s.last_error_at:%Y-%m-%d %H:%M})" if s.last_error_at else s.last_error
-        lines.append(f"{_cut(s.name, 28):<28} {s.articles:>8} {s.consecutive_errors:>6} {last:<17} {nxt:<17} {error}")
-    return "\n".join(lines)
-
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}}
-.story{{border-bottom:1px solid #ddd;padding:.8rem 0}} .meta{{color:#666;font-size:.85rem}}
-.kw{{background:#eef;border-radius:3px;padding:0 .3rem;margin-right:.3rem;font-size:.8rem}}
-li{{margin:.2rem 0}} .src{{color:#555}}
-</style></head><body><h1>{title}</h1><p class="meta">{count} stories, generated {generated}</p>
-{body}</body></html>
-"""
-
-
-def stories_html(details: Sequence[StoryDetail], *, title: str = "Stories", generated: str = "") -> str:
-    """A self-contained page; every value from a feed is HTML-escaped."""
-    esc = html.escape
-    parts = []
-    for detail in details:
-        story = detail.story
-        items = "".join(
-            f'<li><span class="src">{esc(a.source)}</span> — '
-            + (f'<a href="{esc(a.url, quote=True)}" rel="noopener noreferrer">{esc(a.title)}</a>' if a.url
-               else esc(a.title))
-            + f' <span class="meta">{a.published:%Y-%m-%d %H:%M}</span></li>' for a in detail.articles)
-        keywords = "".join(f'<span class="kw">{esc(k)}</span>' for k in story.keywords)
-        parts.append(
-            f'<div class="story" id="{esc(story.id, quote=True)}"><h2>{esc(story.label)}</h2>'
-            f'<p class="meta">{esc(story_counts(story))} · '
-            f'{story.first_seen:%Y-%m-%d %H:%M} → {story.last_seen:%Y-%m-%d %H:%M} UTC · story {esc(story.id)} · '
-            f'topic {esc(story.topic_id or "-")}</p><p>{keywords}</p><ul>{items}</ul></div>')
-    return _PAGE.format(title=esc(title), count=len(details), generated=esc(generated), body="\n".join(parts))

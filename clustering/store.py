@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 SQLITE_MAX_INTEGER = 2**63 - 1
 """The largest integer SQLite binds (a larger --limit means no limit)."""
 BUSY_TIMEOUT_MS = 30_000
@@ -68,6 +68,51 @@ _VERSION_4 = [
     "ALTER TABLE stories ADD COLUMN merged_into TEXT",
     "ALTER TABLE stories ADD COLUMN split_from TEXT",
 ]
+
+_VERSION_5: list[str] = []
+"""Placeholder for issue 16's schema step (lock, content hash): it replaces this list at merge."""
+
+_VERSION_6 = [
+    # what each run changed, so a desk can follow stories (history.py)
+    "CREATE TABLE runs (id INTEGER PRIMARY KEY, finished TEXT NOT NULL, processed INTEGER NOT NULL,"
+    " unassigned INTEGER NOT NULL, pending INTEGER NOT NULL DEFAULT 0, compacted INTEGER NOT NULL DEFAULT 0)",
+    "CREATE INDEX runs_finished ON runs (finished)",
+    # the runs whose article events are still there: what history.compact looks at, never all runs
+    "CREATE INDEX runs_to_compact ON runs (finished) WHERE compacted = 0",
+    "CREATE TABLE story_events (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs (id)"
+    " ON DELETE CASCADE, story_id TEXT NOT NULL, kind TEXT NOT NULL, article_id INTEGER, other_story_id TEXT,"
+    " label_before TEXT, label_after TEXT)",
+    "CREATE INDEX story_events_story ON story_events (story_id, run_id)",
+    "CREATE INDEX story_events_run ON story_events (run_id, kind)",
+    "CREATE INDEX story_events_other ON story_events (other_story_id)",
+    # topic names (topics.py)
+    "CREATE TABLE topics (id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', keywords TEXT NOT NULL DEFAULT '[]',"
+    " updated TEXT NOT NULL)",
+    "CREATE INDEX stories_topic ON stories (topic_id)",
+    # read-only views with the shapes of `--format csv` (docs/schema.md)
+    "CREATE VIEW story_list AS SELECT s.id, s.label,"
+    " (SELECT group_concat(k.value, ';') FROM json_each(s.keywords) k) AS keywords,"
+    " count(m.article_id) AS size, count(DISTINCT a.source) AS canonical_sources,"
+    " count(DISTINCT a.source) + (SELECT count(DISTINCT da.source) FROM duplicates d JOIN story_members dm"
+    "  ON dm.article_id = d.canonical_id JOIN articles da ON da.id = d.article_id WHERE dm.story_id = s.id"
+    "  AND da.source NOT IN (SELECT a2.source FROM story_members m2 JOIN articles a2 ON a2.id = m2.article_id"
+    "  WHERE m2.story_id = s.id)) AS sources,"
+    " (SELECT count(*) FROM duplicates d JOIN story_members dm ON dm.article_id = d.canonical_id"
+    "  WHERE dm.story_id = s.id) AS duplicates,"
+    " min(a.published) AS first_seen, max(a.published) AS last_seen, s.topic_id, t.name AS topic_name,"
+    " s.split_from FROM stories s JOIN story_members m ON m.story_id = s.id JOIN articles a ON a.id = m.article_id"
+    " LEFT JOIN topics t ON t.id = s.topic_id GROUP BY s.id",
+    "CREATE VIEW article_list AS SELECT a.id, a.source, a.title, a.url, a.published, a.first_seen,"
+    " d.canonical_id AS duplicate_of, COALESCE(m.story_id, mc.story_id) AS story_id FROM articles a"
+    " LEFT JOIN duplicates d ON d.article_id = a.id LEFT JOIN story_members m ON m.article_id = a.id"
+    " LEFT JOIN story_members mc ON mc.article_id = d.canonical_id",
+    "CREATE VIEW duplicate_list AS SELECT d.article_id, d.canonical_id, d.kind, round(d.score, 4) AS score,"
+    " a.source, c.source AS canonical_source, a.title, a.published, mc.story_id FROM duplicates d"
+    " JOIN articles a ON a.id = d.article_id JOIN articles c ON c.id = d.canonical_id"
+    " LEFT JOIN story_members mc ON mc.article_id = d.canonical_id",
+]
+"""Schema version 6 (issue 17): runs and story events, topic names, views for users' own queries.
+The views mirror the columns of ``clustering stories|articles|duplicates --format csv``."""
 
 SCHEMA = """
 CREATE TABLE feeds (
@@ -131,13 +176,15 @@ CREATE TABLE story_members (
 CREATE INDEX story_members_story ON story_members (story_id);
 -- schema version 3: what a run reads is found through an index, never by reading history
 """ + ";\n".join([*_VERSION_3, "INSERT INTO tallies (name, value) VALUES ('stories_with_members', 0)",
-                  *_TALLY_TRIGGERS, *_VERSION_4]) + ";\n"
+                  *_TALLY_TRIGGERS, *_VERSION_4, *_VERSION_5, *_VERSION_6]) + ";\n"
 
 MIGRATIONS = {
     2: ["ALTER TABLE articles ADD COLUMN pending_group TEXT"],
     3: [*_VERSION_3, "INSERT INTO tallies (name, value) SELECT 'stories_with_members', count(DISTINCT story_id)"
         " FROM story_members", *_TALLY_TRIGGERS],
     4: _VERSION_4,
+    5: _VERSION_5,
+    6: _VERSION_6,
 }
 """Statements that bring a database from the version before the key to the key's version."""
 
@@ -300,7 +347,8 @@ class Store:
     _errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
     """The database driver's errors: each becomes a StorageError where it arises, naming the database."""
     _begin = "BEGIN IMMEDIATE"
-    _concat_ids = "group_concat(m.article_id)"
+    _concat_members = "group_concat(m.article_id || ' ' || a.published)"
+    """Story members as ``id published`` pairs, comma-separated (``_time_ordered`` reads them)."""
     _not_integer = "typeof({column}) != 'integer'"
     _unreadable_time = _UNREADABLE_TIME_SQL
     _shifted_time = "strftime('%Y-%m-%dT%H:%M:%SZ', {column}, ?)"
@@ -367,6 +415,12 @@ class Store:
         if version == 0:
             raise StorageError(f"{self.path} is not a clustering database (a `clustering run` on an empty "
                                "file makes it one)")
+        if version < 6:
+            # schema 6's tables and views, empty, in this connection's TEMP schema (never in the
+            # file): a reading command works before the next run migrates the database
+            for statement in _VERSION_6:
+                if statement.startswith(("CREATE TABLE", "CREATE VIEW")):
+                    self._db.execute(statement.replace("CREATE ", "CREATE TEMP ", 1))
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -835,8 +889,9 @@ class Store:
     def stories(self, *, since: datetime | None = None, limit: int | None = None,
                 story_ids: Sequence[str] | None = None) -> list[Story]:
         sql = ("SELECT s.id, s.label, s.keywords, s.topic_id, s.split_from, count(m.article_id) AS size,"
+               " (SELECT t.name FROM topics t WHERE t.id = s.topic_id) AS topic_name,"
+               f" {self._concat_members} AS members,"
                " count(DISTINCT a.source) AS src, min(a.published) AS first, max(a.published) AS last,"
-               f" {self._concat_ids} AS ids,"
                " (SELECT count(*) FROM duplicates d JOIN story_members mm ON mm.article_id = d.canonical_id"
                "   WHERE mm.story_id = s.id) AS dups,"
                " (SELECT count(DISTINCT da.source) FROM duplicates d JOIN story_members mm ON"
@@ -848,17 +903,10 @@ class Store:
         if story_ids is not None:
             sql += f" WHERE s.id IN ({','.join('?' * len(story_ids))})"
             params.extend(story_ids)
-        sql += " GROUP BY s.id"
-        if since is not None:
-            sql += " HAVING max(a.published) >= ?"
-            params.append(to_text(since))
-        sql += " ORDER BY last DESC, size DESC, s.id"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(min(int(limit), SQLITE_MAX_INTEGER))
+        sql += " GROUP BY s.id" + _active_since(since, "size DESC, s.id", limit, params)
         result = []
         for r in self._query(sql, params):
-            ids = tuple(sorted(int(x) for x in r["ids"].split(","))) if r["ids"] else ()
+            ids = _time_ordered(r["members"])
             first, last = read_time(r["first"]), read_time(r["last"])
             if first is None or last is None:
                 log.warning("story %s: a member's stored publication time is not readable (the next run "
@@ -867,7 +915,8 @@ class Store:
                                 size=r["size"], sources=r["src"] + (r["dup_sources"] or 0),
                                 first_seen=first or last or UNREADABLE_TIME, last_seen=last or first or UNREADABLE_TIME,
                                 topic_id=r["topic_id"], article_ids=ids, duplicates=r["dups"] or 0,
-                                canonical_sources=r["src"], split_from=r["split_from"]))
+                                canonical_sources=r["src"], split_from=r["split_from"],
+                                topic_name=r["topic_name"] or None))
         return result
 
     def article_assignments(self) -> dict[int, tuple[str | None, int | None, str | None]]:
@@ -890,6 +939,28 @@ class Store:
     def story_count(self) -> int:
         """Stories with at least one member (a running count kept by triggers: see ``_TALLY_TRIGGERS``)."""
         return int(self._query("SELECT value FROM tallies WHERE name = 'stories_with_members'")[0][0])
+
+
+def _active_since(since: datetime | None, order: str, limit: int | None, params: list[Any]) -> str:
+    """The end of a grouped query over members ``a``: groups with an article published since
+    ``since``, the most recently active (``last``) first, then ``order``; at most ``limit``."""
+    sql = ""
+    if since is not None:
+        sql += " HAVING max(a.published) >= ?"
+        params.append(to_text(since))
+    sql += f" ORDER BY last DESC, {order}"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(min(int(limit), SQLITE_MAX_INTEGER))
+    return sql
+
+
+def _time_ordered(members: str | None) -> tuple[int, ...]:
+    """Article ids from ``group_concat(id || ' ' || published)``, oldest first (ties by id)."""
+    if not members:
+        return ()
+    pairs = [item.split(" ", 1) for item in members.split(",")]
+    return tuple(int(i) for i, _ in sorted(pairs, key=lambda p: (p[1] if len(p) > 1 else "", int(p[0]))))
 
 
 def _keyword_list(value: object) -> bool:

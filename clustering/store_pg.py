@@ -190,7 +190,7 @@ class PostgresStore(Store):
 
     shared = True
     _begin = "BEGIN"
-    _concat_ids = "string_agg(m.article_id::text, ',' ORDER BY m.article_id)"
+    _concat_members = "string_agg(m.article_id::text || ' ' || a.published, ',')"
     _not_integer = "false"  # the column is INTEGER
     _unreadable_time = "clustering_unreadable_time({column})"
     _shifted_time = "clustering_shifted_time({column}, ?)"

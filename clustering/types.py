@@ -97,6 +97,7 @@ class Story:
     duplicates: int = 0
     canonical_sources: int = 0
     split_from: str | None = None   # the story most of its first articles left (a split), if any
+    topic_name: str | None = None   # the name of the topic (topics.py), when it has one
 
     @property
     def sources_with_duplicates(self) -> int:
@@ -110,6 +111,61 @@ class StoryDetail:
     articles: tuple[Article, ...]
     duplicates: tuple[DuplicateLink, ...]
     similarity: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Topic:
+    """Stories that tell one broader subject, named after the most central of their headlines
+    (``name``, kept from run to run unless another is clearly more central) with c-TF-IDF
+    ``keywords``; ``id`` is the id of its oldest story with ``t`` for ``s``."""
+
+    id: str
+    name: str
+    keywords: tuple[str, ...]
+    stories: int
+    articles: int
+    first_seen: datetime
+    last_seen: datetime
+    story_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One processing run: when it finished (the pipeline's clock), how many articles it
+    processed, and the window's articles in no story after it (``unassigned``; ``pending`` of
+    them wait for a second run)."""
+
+    id: int
+    finished: datetime
+    processed: int
+    unassigned: int
+    pending: int = 0
+
+
+EVENT_KINDS = ("created", "joined", "left", "relabelled", "split", "merged")
+"""What a :class:`StoryEvent` can say happened to a story in a run."""
+
+
+@dataclass(frozen=True)
+class StoryEvent:
+    """One change a run made to a story.
+
+    ``kind`` is one of :data:`EVENT_KINDS`: ``created`` (``label_after`` its first headline);
+    ``joined`` / ``left`` (``article_id``; ``other_story_id`` the story it came from / went to,
+    None when it was in none / became a duplicate or unassigned); ``relabelled``
+    (``label_before`` -> ``label_after``); ``split`` (this story split off ``other_story_id``);
+    ``merged`` (this story merged into ``other_story_id``).
+    """
+
+    run_id: int
+    run_finished: datetime
+    story_id: str
+    kind: str
+    article_id: int | None = None
+    other_story_id: str | None = None
+    label_before: str | None = None
+    label_after: str | None = None
+    title: str | None = None        # the article's title (joined, left)
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ def by_name(pipeline: Any) -> dict[str, Any]:
 
 
 def story_members(pipeline: Any) -> dict[str, tuple[int, ...]]:
-    return {story.id: story.article_ids for story in pipeline.stories()}
+    return {story.id: tuple(sorted(story.article_ids)) for story in pipeline.stories()}  # ids in time order
 
 
 @pytest.fixture

@@ -157,7 +157,7 @@ def test_version_1_database_is_migrated_keeping_its_data(db_path: Path) -> None:
     finally:
         migrated.close()
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
 def test_version_2_database_is_migrated_keeping_its_data(db_path: Path) -> None:
@@ -186,7 +186,7 @@ def test_version_2_database_is_migrated_keeping_its_data(db_path: Path) -> None:
     finally:
         migrated.close()
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 6
         indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "articles_pending" in indexes
         columns = {r[1] for r in raw.execute("PRAGMA table_info(stories)")}
@@ -649,3 +649,36 @@ def test_unreadable_and_implausible_times_are_repaired_on_both_backends(store: S
         assert store.article(article_id).published == T0  # the first-seen time
     assert store.article(ids[0]).published == T0
     assert store.feed_row("wire")["next_attempt"] is None
+
+
+def test_a_version_4_database_is_read_before_a_run_migrates_it(db_path: Path) -> None:
+    """Schema 6 (issue 17) added runs, story events, topics and views: a reading command opens an
+    older database read-only, finds them empty, and leaves the file as it was."""
+    from clustering import listing_queries
+    from clustering.store import MIGRATIONS
+
+    with sqlite3.connect(db_path) as raw:
+        raw.executescript(VERSION_2)
+        for version in (3, 4):
+            for statement in MIGRATIONS[version]:
+                raw.execute(statement)
+        raw.execute("INSERT INTO articles (source, entry_key, title, summary, published, first_seen, text_hash)"
+                    " VALUES ('wire', 'k1', 'Old article', '', '2024-05-01T12:00:00Z', '2024-05-01T12:00:00Z', 'h')")
+        raw.execute("INSERT INTO stories (id, label, topic_id, created, updated) VALUES ('s1', 'Old', 't1', 'x', 'x')")
+        raw.execute("INSERT INTO story_members (article_id, story_id, added) VALUES (1, 's1', 'x')")
+        raw.execute("PRAGMA user_version = 4")
+    reader = Store(db_path, read_only=True)
+    try:
+        [story] = reader.stories()
+        assert (story.id, story.topic_id, story.topic_name) == ("s1", "t1", None)
+        assert [t.id for t in listing_queries.topics(reader)] == ["t1"]
+        assert [a.story_id for a in listing_queries.list_articles(reader)] == ["s1"]
+    finally:
+        reader.close()
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert raw.execute("SELECT count(*) FROM sqlite_master WHERE name = 'runs'").fetchone()[0] == 0
+    Store(db_path).close()  # a writer migrates it
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert raw.execute("SELECT id, topic_id, size FROM story_list").fetchall() == [("s1", "t1", 1)]
