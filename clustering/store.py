@@ -349,6 +349,10 @@ class Store:
     _begin = "BEGIN IMMEDIATE"
     _concat_members = "group_concat(m.article_id || ' ' || a.published)"
     """Story members as ``id published`` pairs, comma-separated (``_time_ordered`` reads them)."""
+    _concat_distinct = "group_concat(DISTINCT {column})"
+    """The distinct values of a text column, comma-separated (listing_queries.topics)."""
+    _contains = "instr({column}, ?) > 0"
+    """Whether a text column holds the parameter (listing_queries.list_articles --search)."""
     _not_integer = "typeof({column}) != 'integer'"
     _unreadable_time = _UNREADABLE_TIME_SQL
     _shifted_time = "strftime('%Y-%m-%dT%H:%M:%SZ', {column}, ?)"

@@ -35,7 +35,8 @@ SCHEMA_LOCK_KEY = 0x636C7374
 CONNECT_TIMEOUT_SECONDS = 10
 """How long opening a connection may take before the run fails with a StorageError."""
 
-_TABLES = ("feeds", "articles", "embeddings", "duplicates", "stories", "story_members", "tallies")
+_TABLES = ("feeds", "articles", "embeddings", "duplicates", "stories", "story_members", "tallies", "runs",
+           "story_events", "topics")
 
 _NO_ROWS = "(SELECT NULL::text AS story_id WHERE false)"
 _TALLY_DELTA = """
@@ -77,11 +78,30 @@ vectors BYTEA, scores double precision, and text compares bytewise as SQLite's B
 does (times and story ids are compared as text: ``existing_story_ids`` reads a range per article)."""
 
 
+def _pg_view(statement: str) -> str:
+    """A view of store._VERSION_6 in PostgreSQL's words, with the same columns: keywords joined
+    from the JSON list with ``jsonb_array_elements_text``/``string_agg`` (SQLite: ``json_each``/
+    ``group_concat``), the topic's name grouped with its key, the score rounded as numeric and
+    read back as double precision (SQLite's ``round`` returns a REAL)."""
+    statement = statement.replace(
+        "(SELECT group_concat(k.value, ';') FROM json_each(s.keywords) k)",
+        "(SELECT string_agg(k.value, ';' ORDER BY k.n) FROM jsonb_array_elements_text(s.keywords::jsonb)"
+        " WITH ORDINALITY AS k (value, n))")
+    statement = statement.replace("LEFT JOIN topics t ON t.id = s.topic_id GROUP BY s.id",
+                                  "LEFT JOIN topics t ON t.id = s.topic_id GROUP BY s.id, t.id")
+    statement = statement.replace("round(d.score, 4)", "round(d.score::numeric, 4)::double precision")
+    if "json_each" in statement or "group_concat" in statement:  # a view changed without its PostgreSQL form
+        raise AssertionError(f"no PostgreSQL form for: {statement[:80]}")
+    return statement
+
+
 def pg_statement(statement: str) -> str | None:
     """One statement of store.SCHEMA or store.MIGRATIONS for PostgreSQL; None for an SQLite trigger
     (PostgreSQL keeps the tally with its own, ``_TALLY_TRIGGERS``)."""
     if statement.lstrip().upper().startswith("CREATE TRIGGER"):
         return None
+    if statement.lstrip().upper().startswith("CREATE VIEW"):
+        return _pg_view(statement)
     if statement.lstrip().upper().startswith(("CREATE TABLE", "ALTER TABLE")):
         for pattern, replacement in _TYPES:
             statement = pattern.sub(replacement, statement)
@@ -121,7 +141,8 @@ SQLite, so both backends compare and return the same values."""
 MIGRATIONS: dict[int, list[str]] = {
     version: [pg for statement in statements if (pg := pg_statement(statement)) is not None]
     for version, statements in store.MIGRATIONS.items() if version > 4}
-"""store.MIGRATIONS past version 4 translated: PostgreSQL stores start at schema version 4."""
+"""store.MIGRATIONS past version 4 translated: PostgreSQL stores start at schema version 4 (5 is
+issue 16's placeholder, empty; 6 adds runs, story events, topics and the views)."""
 
 
 def redacted(url: str) -> str:
@@ -191,6 +212,8 @@ class PostgresStore(Store):
     shared = True
     _begin = "BEGIN"
     _concat_members = "string_agg(m.article_id::text || ' ' || a.published, ',')"
+    _concat_distinct = "string_agg(DISTINCT {column}, ',')"
+    _contains = "strpos({column}, ?) > 0"
     _not_integer = "false"  # the column is INTEGER
     _unreadable_time = "clustering_unreadable_time({column})"
     _shifted_time = "clustering_shifted_time({column}, ?)"
@@ -211,8 +234,8 @@ class PostgresStore(Store):
         self._db = _Connection(raw)  # type: ignore[assignment]
         try:
             if read_only:
-                raw.execute("SET default_transaction_read_only = on")
                 self._check_readable_version()
+                raw.execute("SET default_transaction_read_only = on")
             else:
                 self._migrate()
         except psycopg.Error as exc:
@@ -242,6 +265,12 @@ class PostgresStore(Store):
         if version == 0:
             raise StorageError(f"{self.path} is not a clustering database yet (a `clustering run` creates the "
                                "schema; reading commands never do)")
+        if version < 6:
+            # schema 6's tables and views, empty, in this session's temporary schema (as store.Store
+            # does on SQLite): a reading command works before the next run migrates the database
+            for statement in MIGRATIONS[6]:
+                if statement.startswith(("CREATE TABLE", "CREATE VIEW")):
+                    self._db.raw.execute(statement.replace("CREATE ", "CREATE TEMP ", 1))
 
     def _migrate(self) -> None:
         if self._stored_version() == SCHEMA_VERSION:
