@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from clustering import ConfigError, LockedError, StorageError, open_pipeline
+from clustering import ConfigError, LockedError, StorageError, listing_queries, open_pipeline
 from clustering.config import load_config
 from clustering.store import SCHEMA_VERSION, NewArticle, open_store
 
@@ -183,9 +183,25 @@ def sample_runs(database: str | Path, folder: Path) -> dict[str, Any]:
         articles = [pipeline.article(i) for i in range(1, first.new_articles + second.new_articles + 1)]
         duplicates = {a.id: [(l.canonical_id, l.kind, round(l.score, 6)) for l in pipeline.duplicates_of(a.id)]
                       for a in articles}
+        # schema 6 (issue 17): runs and story events, topic names, listings and the views
+        runs = [(r.id, r.processed, r.unassigned, r.pending) for r in pipeline.runs()]
+        changes = [(e.run_id, e.story_id, e.kind, e.article_id, e.other_story_id, e.label_before, e.label_after)
+                   for e in pipeline.changes(since=0)]
+        histories = {s[0]: [(e.run_id, e.kind, e.article_id) for e in pipeline.story_history(s[0])]
+                     for s in stories}
+        topics = [(t.id, t.name, t.keywords, t.stories, t.articles, t.story_ids) for t in pipeline.topics()]
+        listed = {"unassigned": [a.id for a in pipeline.articles(unassigned=True)],
+                  "search": [a.id for a in pipeline.articles(search=["the"])],
+                  "none": [a.id for a in pipeline.articles(sources=[])],
+                  "copies": [tuple(r) for r in listing_queries.duplicate_rows(pipeline.store)]}
+        views = {view: [tuple(r) for r in pipeline.store._query(f"SELECT {columns} FROM {view} ORDER BY 1")]
+                 for view, columns in (("story_list", "*"), ("duplicate_list", "*"),  # first_seen: the wall clock
+                                       ("article_list", "id, source, title, url, published, duplicate_of, story_id"))}
     return {"reports": [(r.new_articles, r.duplicates, r.stories_new, r.stories_total) for r in (first, second)],
             "stories": stories, "articles": [(a.id, a.source, a.entry_key, a.story_id, a.duplicate_of)
-                                             for a in articles], "duplicates": duplicates}
+                                             for a in articles], "duplicates": duplicates,
+            "runs": runs, "changes": changes, "histories": histories, "topics": topics, "listed": listed,
+            "views": views}
 
 
 def test_the_sample_gives_the_same_stories_on_both_backends(pg_url: str, tmp_path: Path) -> None:
@@ -196,7 +212,10 @@ def test_the_sample_gives_the_same_stories_on_both_backends(pg_url: str, tmp_pat
         results.append(sample_runs(database, folder))
     sqlite_run, postgres_run = results
     assert sqlite_run["reports"][0][0] > 0 and sqlite_run["stories"]
-    assert postgres_run == sqlite_run
+    assert len(sqlite_run["runs"]) == 2 and sqlite_run["changes"] and sqlite_run["topics"]
+    assert sqlite_run["views"]["story_list"] and sqlite_run["views"]["duplicate_list"]
+    for key in sqlite_run:
+        assert postgres_run[key] == sqlite_run[key], key
 
 
 def test_two_workers_share_the_feeds_and_store_each_article_once(pg_url: str, tmp_path: Path) -> None:
@@ -264,15 +283,21 @@ def test_a_run_that_finds_another_worker_clustering_embeds_and_leaves_the_rest(p
         assert raw(pg_url, "SELECT count(*) FROM embeddings") == [(1,)]
 
 
-def test_cli_worker_until_idle_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """`clustering worker` works on SQLite too: one pass fetches, the next finds nothing and stops."""
-    from clustering.cli import main
-
+def hashing_sample(tmp_path: Path) -> Path:
+    """The bundled sample copied into ``tmp_path/sample`` with the hashing embedder; its feeds.yaml."""
     folder = tmp_path / "sample"
     shutil.copytree(SAMPLE_DIR, folder)
     config = folder / "sample-feeds.yaml"
     config.write_text(config.read_text(encoding="utf-8").replace("settings:\n", "settings:\n  model: hashing\n", 1),
                       encoding="utf-8")
+    return config
+
+
+def test_cli_worker_until_idle_on_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`clustering worker` works on SQLite too: one pass fetches, the next finds nothing and stops."""
+    from clustering.cli import main
+
+    config = hashing_sample(tmp_path)
     assert main(["worker", "--until-idle", "--interval", "0", "--config", str(config), "--db",
                  str(tmp_path / "news.db")]) == 0
     captured = capsys.readouterr()
@@ -285,11 +310,7 @@ def test_cli_run_then_read_commands_on_postgres(pg_url: str, tmp_path: Path,
 
     from clustering.cli import main
 
-    folder = tmp_path / "sample"
-    shutil.copytree(SAMPLE_DIR, folder)
-    config = folder / "sample-feeds.yaml"
-    config.write_text(config.read_text(encoding="utf-8").replace("settings:\n", "settings:\n  model: hashing\n", 1),
-                      encoding="utf-8")
+    config = hashing_sample(tmp_path)
     assert main(["run", "--config", str(config), "--db", pg_url, "--json"]) == 0
     run = json.loads(capsys.readouterr().out)
     assert run["new_articles"] == 45 and run["stories_total"] > 0
@@ -300,3 +321,71 @@ def test_cli_run_then_read_commands_on_postgres(pg_url: str, tmp_path: Path,
     assert json.loads(capsys.readouterr().out)["id"] == stories[0]["id"]
     assert main(["feeds", "--config", str(config), "--db", pg_url, "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)) == 5
+    # issue 17's reading commands on the same store
+    story_id = stories[0]["id"]
+    assert main(["story", story_id, "--history", "--db", pg_url, "--format", "json"]) == 0
+    history = json.loads(capsys.readouterr().out)
+    assert history and {e["story_id"] for e in history} == {story_id}
+    assert main(["changes", "--db", pg_url, "--format", "json"]) == 0
+    changes = json.loads(capsys.readouterr().out)
+    assert {e["story_id"] for e in changes} >= {s["id"] for s in stories}
+    assert main(["articles", "--story", story_id, "--db", pg_url, "--format", "json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) >= stories[0]["size"]
+    assert main(["articles", "--unassigned", "--db", pg_url, "--format", "jsonl"]) == 0
+    capsys.readouterr()
+    assert main(["articles", "--search", "the", "--db", pg_url, "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("id,")
+    assert main(["topics", "--db", pg_url, "--format", "json"]) == 0
+    topics = json.loads(capsys.readouterr().out)
+    assert topics and sum(t["stories"] for t in topics) == len(stories)
+    assert main(["duplicates", "--db", pg_url, "--format", "csv"]) == 0
+    assert capsys.readouterr().out.startswith("article_id,")
+    assert main(["stories", "--db", pg_url, "--format", "csv"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split(",")[:3] == ["id", "label", "keywords"]
+    assert main(["report", str(tmp_path / "report.html"), "--db", pg_url]) == 0
+    assert story_id in (tmp_path / "report.html").read_text(encoding="utf-8")
+
+
+def test_clustering_db_names_a_postgresql_store(pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """CLUSTERING_DB=postgresql://... selects PostgreSQL as --db does (issue 17's variable, issue 18's URLs)."""
+    import json
+
+    from clustering.cli import main
+
+    config = hashing_sample(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CLUSTERING_DB", pg_url)
+    monkeypatch.setenv("CLUSTERING_CONFIG", str(config))
+    assert main(["run", "--json"]) == 0
+    total = json.loads(capsys.readouterr().out)["stories_total"]
+    assert raw(pg_url, "SELECT count(*) FROM runs") == [(1,)]
+    monkeypatch.delenv("CLUSTERING_CONFIG")
+    assert main(["stories", "--format", "json"]) == 0  # read-only: the URL alone, no feeds.yaml
+    assert len(json.loads(capsys.readouterr().out)) == total
+    assert not (tmp_path / "news.db").exists() and not (config.parent / "news.db").exists()
+
+
+def test_a_version_4_store_is_read_before_a_run_migrates_it(pg_url: str) -> None:
+    """A PostgreSQL store of issue 18's schema 4: a reading command finds schema 6's tables and views
+    empty (temporary, in its own session) and leaves the store at version 4; a run migrates it."""
+    from clustering import store_pg
+
+    open_store(pg_url).close()  # the schema, then put back to version 4 below
+    for statement in ("DROP VIEW story_list", "DROP VIEW article_list", "DROP VIEW duplicate_list",
+                      "DROP TABLE story_events", "DROP TABLE runs", "DROP TABLE topics",
+                      "DROP INDEX stories_topic", "UPDATE schema_version SET version = 4"):
+        raw(pg_url, statement)
+    reader = open_store(pg_url, read_only=True)
+    try:
+        assert reader.stories() == []
+        assert listing_queries.topics(reader) == []
+        assert reader._query("SELECT count(*) FROM story_list")[0][0] == 0
+    finally:
+        reader.close()
+    assert raw(pg_url, "SELECT version FROM schema_version") == [(4,)]
+    assert raw(pg_url, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'runs'") == [(0,)]
+    open_store(pg_url).close()  # a writer migrates it
+    assert raw(pg_url, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+    assert raw(pg_url, "SELECT count(*) FROM story_list") == [(0,)]
+    assert store_pg.MIGRATIONS[5] == []  # issue 16's placeholder
