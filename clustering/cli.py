@@ -37,8 +37,9 @@ VERBOSE_HELP = ("log more, before or after the command: -v each stage of a run w
                 "-vv also other libraries' messages (repeatable)")
 
 RUN_EXIT_STATUS = (f"exit status: 0 done (also when some feeds failed, or when another run holds the lock: "
-                   f"skipped); 1 error; 2 bad arguments; {EXIT_ALL_FEEDS_FAILED} every feed fetched in this run "
-                   "failed (the summary or JSON is printed all the same)")
+                   f"skipped); 1 error (also skipped because another run has held the lock for longer than "
+                   f"settings.fetch.run_deadline); 2 bad arguments; {EXIT_ALL_FEEDS_FAILED} every feed fetched in "
+                   "this run failed (the summary or JSON is printed all the same)")
 
 
 CONFIG_ENV = "CLUSTERING_CONFIG"
@@ -322,12 +323,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             report = pipeline.run(force=args.force)
         except LockedError as exc:
-            # an overlapping cron run: not an error, nothing was touched
+            # an overlapping cron run: not an error, nothing was touched; unless the holder has had
+            # the lock for longer than a run may fetch (a hung run): then every skipped run says so
+            overdue = _held_too_long(exc, pipeline.config.fetch.run_deadline)
             if args.json:
-                _print_json({"skipped": True, "reason": str(exc)})
+                _print_json({"skipped": True, "reason": overdue or str(exc), "overdue": bool(overdue),
+                             "held_since": exc.held_since.isoformat() if exc.held_since else None})
             else:
-                print(f"skipped: {exc}", file=sys.stderr)
-            return 0
+                print(f"clustering: error: {overdue}" if overdue else f"skipped: {exc}", file=sys.stderr)
+            return 1 if overdue else 0
     if args.json:
         _print_json({"skipped": False, **report.as_dict()})
     else:
@@ -370,6 +374,19 @@ def cmd_backfill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _held_too_long(locked: LockedError, run_deadline: float) -> str | None:
+    """What to say when the run lock has been held for longer than the run deadline, else None."""
+    if locked.held_since is None:
+        return None
+    held = datetime.now(timezone.utc) - locked.held_since
+    if held.total_seconds() <= run_deadline:
+        return None
+    holder = f"pid {locked.holder_pid}" if locked.holder_pid is not None else "another run"
+    return (f"skipped: {holder} has held the run lock since {locked.held_since:%Y-%m-%d %H:%M:%S} UTC "
+            f"({held.total_seconds() / 60:.0f} min), longer than settings.fetch.run_deadline ({run_deadline:g} s): "
+            "is that run stuck?")
+
+
 def _tagged_sources(pipeline: Any, tags: Sequence[str] | None) -> list[str] | None:
     """The feeds carrying any of ``tags`` (None: no --tag given)."""
     if not tags:
@@ -397,7 +414,7 @@ def cmd_stories(args: argparse.Namespace) -> int:
     from .report import story_dict
 
     fmt = _output_format(args)
-    with _open(args, read_only=True) as pipeline:
+    with _open(args, read_only=True) as pipeline, pipeline.snapshot():  # the list and its stories: one state
         found = pipeline.stories(since=_since(args, pipeline), limit=None if (args.tag or args.topic) else args.limit)
         sources = _tagged_sources(pipeline, args.tag)
         if sources is not None:
@@ -429,7 +446,7 @@ def _write_report(pipeline: Any, path: str, found: Sequence[Any] | None = None) 
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    with _open(args, read_only=True) as pipeline:
+    with _open(args, read_only=True) as pipeline, pipeline.snapshot():  # the list and its stories: one state
         since = _since(args, pipeline)
         _write_report(pipeline, args.path, pipeline.stories(since=since) if since else None)
     return 0

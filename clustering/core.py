@@ -7,6 +7,7 @@ story stage commits, and the next run picks them up again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -20,7 +21,7 @@ from typing import Any
 from . import dedup, history, labels, listing_queries, stories, topics
 from .config import Config, FeedConfig, load_config, parse_config
 from .embed import Embedder, article_text, make_embedder
-from .errors import ConfigError, EmbeddingError, FeedError, LockedError, NotFoundError, StorageError
+from .errors import ConfigError, EmbeddingError, FeedError, LockedError, NotFoundError, StorageError, quote_value
 from .store import NewArticle, Store, WindowArticle, open_store
 from .types import (
     Article,
@@ -56,6 +57,10 @@ Progress = Callable[[str, int, int], None]
 as they are done; ``"stories"`` (0 of N) says that N articles are being grouped."""
 
 
+FAILED_FEEDS_NAMED = 3
+"""Failed feeds named (with their errors) in a run's one warning line about failures; the rest are
+counted.  1,980 dead feeds printed 1,980 warning lines."""
+
 KEYWORD_BACKGROUND_STORIES = 1000
 """Stories whose words a run's keywords are weighed against (c-TF-IDF: frequent in this story, rare
 in the others): the relabelled ones and, up to this many in all, the window's newest other stories.
@@ -75,11 +80,12 @@ feed is due again for any worker.  Longer than a batch's fetches can take (timeo
 @dataclasses.dataclass
 class _IngestTally:
     ok: int = 0
-    failed: int = 0
     not_modified: int = 0
     skipped: int = 0
+    deferred: int = 0   # due, not fetched before the run deadline
+    requested: int = 0  # feeds asked of fetch.iter_fetch
     new_ids: list[int] = dataclasses.field(default_factory=list)
-    failed_names: list[str] = dataclasses.field(default_factory=list)
+    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (feed, error)
 
 
 def utc_now() -> datetime:
@@ -106,6 +112,7 @@ class IngestReport:
     feeds_skipped: int
     new_article_ids: tuple[int, ...]
     failed_feeds: tuple[str, ...]
+    feeds_deferred: int = 0     # due, not fetched before the run deadline: due again next run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +213,8 @@ class Pipeline:
             stories_new=processed.stories_new, stories_updated=processed.stories_updated,
             stories_total=processed.stories_total, unassigned=processed.unassigned,
             seconds=round(time.monotonic() - started, 3), failed_feeds=ingest.failed_feeds,
-            moved=processed.moved, pending=processed.pending, merged=processed.merged)
+            moved=processed.moved, pending=processed.pending, merged=processed.merged,
+            feeds_deferred=ingest.feeds_deferred)
 
     def work(self, *, until_idle: bool = False, interval_seconds: float = 60.0,
              on_pass: Callable[[RunReport], None] | None = None) -> int:
@@ -259,9 +267,17 @@ class Pipeline:
             raise StorageError(f"database {self.store.path} was opened read-only (read_only=True)")
 
     def _ingest(self, *, force: bool) -> IngestReport:
+        """Fetch the due feeds, each parsed and stored in turn (one transaction per feed) while the
+        next ones are fetched (fetch.iter_fetch), until ``settings.fetch.run_deadline``: the feeds
+        not reached stay due, and the least recently tried go first, so a deadline never starves the
+        same feeds.  On a shared (PostgreSQL) store the feeds are claimed in batches first
+        (``_ingest_claimed``), each batch fetched the same way under the same deadline.  Failures are
+        logged one per feed at INFO and summed up in one WARNING line; each feed's error is in
+        ``clustering feeds``."""
         from .fetch import FetchRequest
 
         stage = _StageTimer("fetch")
+        deadline = time.monotonic() + self.config.fetch.run_deadline
         now = self._now()
         feeds = [f for f in self.config.feeds if f.enabled]
         with self.store.transaction():
@@ -269,9 +285,10 @@ class Pipeline:
             self.store.repair_feed_state()
         tally = _IngestTally()
         if self.store.shared:
-            self._ingest_claimed(feeds, now, force, tally)
+            self._ingest_claimed(feeds, force, tally, deadline)
         else:
-            due: list[FeedConfig] = []
+            due: dict[str, FeedConfig] = {}
+            last_attempt: dict[str, str] = {}
             requests = []
             for feed in feeds:
                 row = self.store.feed_row(feed.name)
@@ -279,90 +296,128 @@ class Pipeline:
                 if not force and next_attempt is not None and next_attempt > _text(now):
                     tally.skipped += 1
                     continue
-                due.append(feed)
+                due[feed.name] = feed
+                last_attempt[feed.name] = (row["last_attempt"] or "") if row is not None else ""
                 requests.append(FetchRequest(feed_name=feed.name, url=feed.url,
                                              etag=row["etag"] if row is not None else None,
                                              last_modified=row["last_modified"] if row is not None else None))
-            self._fetch_and_store(due, requests, tally)
-        stage.done("%d feeds ok, %d not modified, %d failed, %d not due; %d new articles", tally.ok,
-                   tally.not_modified, tally.failed, tally.skipped, len(tally.new_ids))
-        return IngestReport(tally.ok, tally.failed, tally.not_modified, tally.skipped, tuple(tally.new_ids),
-                            tuple(tally.failed_names))
+            requests.sort(key=lambda r: last_attempt[r.feed_name])  # never tried, then the longest ago
+            tally.deferred += len(self._fetch_and_store(due, requests, tally, deadline))
+        failures = tally.failures
+        if failures:
+            named = ", ".join(f"{name!r} ({error})" for name, error in failures[:FAILED_FEEDS_NAMED])
+            more = f" and {len(failures) - FAILED_FEEDS_NAMED} more" if len(failures) > FAILED_FEEDS_NAMED else ""
+            log.warning("%d of %d feeds failed: %s%s; `clustering feeds` shows each one's error",
+                        len(failures), tally.requested, named, more)
+        if tally.deferred:
+            log.warning("the run deadline (settings.fetch.run_deadline, %g s) passed: %d due feeds were not "
+                        "fetched and go first in the next run", self.config.fetch.run_deadline, tally.deferred)
+        stage.done("%d feeds ok, %d not modified, %d failed, %d not due%s; %d new articles", tally.ok,
+                   tally.not_modified, len(failures), tally.skipped,
+                   f", {tally.deferred} left for the next run" if tally.deferred else "", len(tally.new_ids))
+        return IngestReport(tally.ok, len(failures), tally.not_modified, tally.skipped, tuple(tally.new_ids),
+                            tuple(name for name, _ in failures), tally.deferred)
 
-    def _ingest_claimed(self, feeds: Sequence[FeedConfig], now: datetime, force: bool, tally: _IngestTally) -> None:
+    def _ingest_claimed(self, feeds: Sequence[FeedConfig], force: bool, tally: _IngestTally,
+                        deadline: float) -> None:
         """Several workers on one store: claim due feeds in batches (``Store.claim_feeds``: each
-        feed goes to one worker, under a lease), fetch and store them, until none is left."""
+        feed goes to one worker, under a lease; never tried or tried longest ago first), and fetch
+        and store each batch feed by feed (``_fetch_and_store``), until none is left or the run
+        deadline passes.  A claimed feed not reached before the deadline has its claim released
+        and stays due (another worker, or the next pass, takes it); due feeds left unclaimed at the
+        deadline count as deferred too."""
         from .fetch import FetchRequest
 
         by_name = {f.name: f for f in feeds}
-        left = list(by_name)  # the configured order, as a run on SQLite fetches
+        left = list(by_name)  # the configured order breaks ties, as a run on SQLite does
         batch = max(1, FEED_CLAIM_BATCH * self.config.fetch.max_concurrency)
-        while left:
+        while left and time.monotonic() < deadline:
             claim_now = self._now()
+            lease_until = claim_now + timedelta(seconds=self.claim_lease_seconds)
             claimed = self.store.claim_feeds(  # type: ignore[attr-defined]
-                left, now=claim_now, lease_until=claim_now + timedelta(seconds=self.claim_lease_seconds),
-                limit=batch, force=force)
+                left, now=claim_now, lease_until=lease_until, limit=batch, force=force)
             if not claimed:
                 break
             names = {row["name"] for row in claimed}
             left = [n for n in left if n not in names]
-            due = [by_name[row["name"]] for row in claimed]
             requests = [FetchRequest(feed_name=row["name"], url=by_name[row["name"]].url, etag=row["etag"],
                                      last_modified=row["last_modified"]) for row in claimed]
-            self._fetch_and_store(due, requests, tally)
-        tally.skipped += len(left)
+            try:
+                tally.deferred += len(self._fetch_and_store(by_name, requests, tally, deadline))
+            finally:
+                # the feeds of the batch not recorded (deadline passed, or an error): due again now,
+                # not when the lease lapses; a recorded feed's claim is already released
+                self.store.release_claims(list(names), lease_until=lease_until)  # type: ignore[attr-defined]
+        if left and time.monotonic() >= deadline:
+            due_left = self.store.due_unclaimed(left, now=self._now(), force=force)  # type: ignore[attr-defined]
+            tally.deferred += due_left
+            tally.skipped += len(left) - due_left
+        else:
+            tally.skipped += len(left)
 
-    def _fetch_and_store(self, due: Sequence[FeedConfig], requests: Sequence[Any], tally: _IngestTally) -> None:
-        """Fetch ``requests`` (one per feed of ``due``) and store what each brought, a transaction per feed."""
-        from .fetch import fetch_feeds, next_attempt_delay
-        from .parse import parse_feed
+    def _fetch_and_store(self, feeds: Mapping[str, FeedConfig], requests: Sequence[Any], tally: _IngestTally,
+                         deadline: float) -> list[str]:
+        """Fetch ``requests`` in order (fetch.iter_fetch: at most 2 x max_concurrency bodies held) and
+        store each feed as it comes (``_store_fetched``: one transaction per feed), until ``deadline``
+        (a ``time.monotonic()`` value); the names of the feeds not reached, which stay due."""
+        from .fetch import iter_fetch
 
         fetch_options: dict[str, Any] = {"timeout_seconds": self.config.fetch.timeout_seconds,
                                          "max_bytes": self.config.fetch.max_bytes,
                                          "max_concurrency": self.config.fetch.max_concurrency,
-                                         "base_dir": self.config.base_dir, "client": self._http_client}
+                                         "base_dir": self.config.base_dir, "client": self._http_client,
+                                         "deadline": deadline}
         if self.config.fetch.user_agent:
             fetch_options["user_agent"] = self.config.fetch.user_agent
-        results = fetch_feeds(list(requests), **fetch_options) if requests else []
-        for feed, result in zip(due, results):
-            fetched_at = self._now()
-            poll_seconds = 60.0 * (feed.poll_interval_minutes or self.config.poll_interval_minutes)
-            row = self.store.feed_row(feed.name)
-            errors_before = int(row["consecutive_errors"]) if row is not None else 0
-            error: str | None = result.error if result.status == "error" else None
-            warning: str | None = None
-            entries: Sequence[ParsedEntry] = ()
-            if result.status == "ok":
-                try:
-                    parsed = parse_feed(result.body or b"", feed_url=result.final_url or feed.url,
-                                        fetched_at=fetched_at, content_type=result.content_type,
-                                        feed_name=feed.name)
-                    entries, warning = parsed.entries, parsed.warning
-                except FeedError as exc:
-                    error = exc.reason
-            with self.store.transaction():
-                if error is None:
-                    delay = next_attempt_delay(consecutive_errors=0, poll_interval_seconds=poll_seconds,
-                                               retry_after_seconds=result.retry_after_seconds)
-                    added = self.store.add_articles([_new_article(feed.name, e) for e in entries], fetched_at)
-                    tally.new_ids.extend(added)
-                    self.store.record_fetch(feed.name, now=fetched_at, ok=True, error=None, warning=warning,
-                                            etag=result.etag, last_modified=result.last_modified,
-                                            next_attempt=fetched_at + timedelta(seconds=delay))
-                    if result.status == "not_modified":
-                        tally.not_modified += 1
-                    else:
-                        tally.ok += 1
-                else:
-                    delay = next_attempt_delay(consecutive_errors=errors_before + 1,
-                                               poll_interval_seconds=poll_seconds,
-                                               retry_after_seconds=result.retry_after_seconds)
-                    self.store.record_fetch(feed.name, now=fetched_at, ok=False, error=error, warning=None,
-                                            etag=None, last_modified=None,
-                                            next_attempt=fetched_at + timedelta(seconds=delay))
-                    tally.failed += 1
-                    tally.failed_names.append(feed.name)
-                    log.warning("feed %r failed: %s", feed.name, error)
+        tally.requested += len(requests)
+        reached: set[str] = set()
+        for request, result in iter_fetch(list(requests), **fetch_options):
+            reached.add(request.feed_name)
+            error = self._store_fetched(feeds[request.feed_name], result, tally.new_ids)
+            if error is not None:
+                tally.failures.append((request.feed_name, error))
+            elif result.status == "not_modified":
+                tally.not_modified += 1
+            else:
+                tally.ok += 1
+        return [r.feed_name for r in requests if r.feed_name not in reached]
+
+    def _store_fetched(self, feed: FeedConfig, result: Any, new_ids: list[int]) -> str | None:
+        """Parse one fetched feed and store its new articles and its fetch state (one transaction);
+        the feed's error, or None."""
+        from .fetch import next_attempt_delay
+        from .parse import parse_feed
+
+        fetched_at = self._now()
+        poll_seconds = 60.0 * (feed.poll_interval_minutes or self.config.poll_interval_minutes)
+        row = self.store.feed_row(feed.name)
+        errors_before = int(row["consecutive_errors"]) if row is not None else 0
+        error: str | None = result.error if result.status == "error" else None
+        warning: str | None = None
+        entries: Sequence[ParsedEntry] = ()
+        if result.status == "ok":
+            try:
+                parsed = parse_feed(result.body or b"", feed_url=result.final_url or feed.url,
+                                    fetched_at=fetched_at, content_type=result.content_type, feed_name=feed.name)
+                entries, warning = parsed.entries, parsed.warning
+            except FeedError as exc:
+                error = exc.reason
+        with self.store.transaction():
+            if error is None:
+                delay = next_attempt_delay(consecutive_errors=0, poll_interval_seconds=poll_seconds,
+                                           retry_after_seconds=result.retry_after_seconds)
+                new_ids.extend(self.store.add_articles([_new_article(feed.name, e) for e in entries], fetched_at))
+                self.store.record_fetch(feed.name, now=fetched_at, ok=True, error=None, warning=warning,
+                                        etag=result.etag, last_modified=result.last_modified,
+                                        next_attempt=fetched_at + timedelta(seconds=delay))
+            else:
+                delay = next_attempt_delay(consecutive_errors=errors_before + 1, poll_interval_seconds=poll_seconds,
+                                           retry_after_seconds=result.retry_after_seconds)
+                self.store.record_fetch(feed.name, now=fetched_at, ok=False, error=error, warning=None,
+                                        etag=None, last_modified=None,
+                                        next_attempt=fetched_at + timedelta(seconds=delay))
+                log.info("feed %r failed: %s", feed.name, error)
+        return error
 
     # --- bring your own articles --------------------------------------------------------
     def add_articles(self, articles: Iterable[ArticleInput | Mapping[str, Any]]) -> list[int]:
@@ -658,17 +713,25 @@ class Pipeline:
 
     def _window_state(self, canonical: Sequence[WindowArticle], vectors: Any) -> WindowState:
         """The window's neighbour lists and terms: this process's from the last run, else the
-        cache file's, updated for what changed; saved for the next run (window.py)."""
+        cache file's, updated for what changed; saved for the next run (window.py).  Whatever the
+        state says about an article is checked against its stored text and vector first."""
         from . import window
+        from .store import content_hash
 
         started = time.monotonic()
         path = window.cache_path(self.config.database)
-        previous = self._window if self._window is not None else window.load(path)
+        key = self.store.cache_key("window") if path is not None else b""  # no file: nothing to seal
+        previous = self._window if self._window is not None else window.load(path, key, window_rows=len(canonical))
         by_id = {a.id: a for a in canonical}
+        unhashed = {a.id: content_hash(a.title, a.summary) for a in canonical if a.content_hash is None}
+        if unhashed:  # stored before schema 5, or edited since (a trigger clears the hash)
+            with self.store.transaction():
+                self.store.save_content_hashes(unhashed)
+        text_hashes = [a.content_hash if a.content_hash is not None else unhashed[a.id] for a in canonical]
         state, report = window.refresh(previous, [a.id for a in canonical], vectors,
                                        lambda article_id: (by_id[article_id].title, by_id[article_id].summary),
-                                       model=self.model_name, neighbours=self.config.stories.neighbours)
-        window.save(path, state)
+                                       text_hashes, model=self.model_name, neighbours=self.config.stories.neighbours)
+        window.save(path, state, key)
         self._window = state
         log.debug("window graph: %s, %d of %d articles searched, %d read for names, %.1f s",
                   "rebuilt" if report.rebuilt else "updated", report.searched, len(canonical), report.new_terms,
@@ -681,7 +744,17 @@ class Pipeline:
         _check_limit(limit)
         return self.store.stories(since=since, limit=limit)
 
+    def snapshot(self) -> contextlib.AbstractContextManager[None]:
+        """``with pipeline.snapshot():`` every read inside sees the database as one state, whatever
+        a run commits meanwhile: a story listed by ``stories()`` is still there for ``story(id)``
+        (read apart, a run could merge it in between: "story 's77' was merged into 's80'")."""
+        return self.store.snapshot()
+
     def story(self, story_id: str) -> StoryDetail:
+        with self.store.snapshot():
+            return self._story(story_id)
+
+    def _story(self, story_id: str) -> StoryDetail:
         from .parse import valid_unicode
 
         if not isinstance(story_id, str):
@@ -838,6 +911,9 @@ def _as_input(value: ArticleInput | Mapping[str, Any], index: int, now: datetime
         raise ConfigError(f"article #{index}: expected a mapping or ArticleInput, got {type(value).__name__}")
     else:
         allowed = {f.name for f in dataclasses.fields(ArticleInput)}
+        not_names = [key for key in value if not isinstance(key, str)]
+        if not_names:
+            raise ConfigError(f"article #{index}: field names must be strings, got {quote_value(not_names[0])}")
         unknown = set(value) - allowed
         if unknown:
             raise ConfigError(f"article #{index}: unknown field(s) {sorted(unknown)} (known: {sorted(allowed)})")

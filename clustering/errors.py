@@ -18,6 +18,7 @@ caller (and the CLI) needs a single ``except`` clause::
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 QUOTE_LIMIT = 80
 """Longest quotation of a user's value in a message, in characters ("…" marks a cut).
@@ -110,7 +111,13 @@ class StorageError(ClusteringError):
 
 
 class LockedError(StorageError):
-    """Another ``clustering run`` holds the lock on this database."""
+    """Another ``clustering run`` holds the lock on this database: ``holder_pid`` and
+    ``held_since`` (a UTC datetime) as the holder wrote them in the lock file, when readable."""
+
+    def __init__(self, message: str, *, holder_pid: int | None = None, held_since: datetime | None = None) -> None:
+        super().__init__(message)
+        self.holder_pid = holder_pid
+        self.held_since = held_since
 
 
 class EmbeddingError(ClusteringError):

@@ -33,12 +33,13 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
@@ -57,6 +58,7 @@ __all__ = [
     "FetchRequest",
     "FetchResult",
     "fetch_feeds",
+    "iter_fetch",
     "next_attempt_delay",
     "parse_cache_max_age",
     "parse_retry_after",
@@ -102,6 +104,9 @@ BACKOFF_MAX_SECONDS = 3 * 24 * 3600.0
 """Ceiling of the backoff (3 days): a feed that is down for weeks is still
 retried a few times a week, and picked up again soon after it recovers.
 Also the ceiling for a ``Retry-After`` or ``max-age`` a server asks for."""
+
+MIN_TIMEOUT_SECONDS = 1.0
+"""The least time a request started just before the run's deadline gets for each phase."""
 
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 """Statuses whose ``Retry-After`` header is honoured (RFC 9110 section 10.2.3)."""
@@ -227,7 +232,14 @@ def parse_cache_max_age(value: str | None) -> float | None:
 # --------------------------------------------------------------------------- the shell
 
 
-def fetch_feeds(
+def fetch_feeds(requests: Sequence[FetchRequest], **options: Any) -> list[FetchResult]:
+    """Fetch all feeds concurrently (``options`` as for :func:`iter_fetch`); results in request
+    order, every body held at once (a run uses :func:`iter_fetch`, which hands them over one by
+    one).  Never raises for a single feed's failure; ``ConfigError`` for invalid arguments."""
+    return [result for _, result in iter_fetch(requests, **options)]
+
+
+def iter_fetch(
     requests: Sequence[FetchRequest],
     *,
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
@@ -236,15 +248,20 @@ def fetch_feeds(
     user_agent: str = DEFAULT_USER_AGENT,
     client: httpx.Client | None = None,
     base_dir: Path | None = None,
-) -> list[FetchResult]:
-    """Fetch all feeds concurrently; results come back in request order.
+    deadline: float | None = None,
+) -> Iterator[tuple[FetchRequest, FetchResult]]:
+    """Fetch feeds concurrently, yielding ``(request, result)`` in request order.
 
-    Uses a ThreadPoolExecutor and one shared ``httpx.Client`` (``client``, or
-    one created here and closed afterwards; it is only created when some URL
-    is http(s)).  Never raises for a single feed's failure: every per-feed
-    problem becomes ``status="error"`` with a reason.  ``base_dir`` resolves
-    relative local paths (the directory of feeds.yaml; default: the current
-    directory).  Raises ``ConfigError`` for invalid arguments.
+    ``max_concurrency`` requests are in flight and at most as many finished ones wait for their
+    turn, so at most ``2 * max_concurrency`` bodies are held while the caller parses and stores
+    one: memory does not grow with the number of feeds, and the order (hence the article ids a
+    run gives) does not depend on which server answers first.  ``deadline`` (a
+    ``time.monotonic()`` value) ends the fetching: no request starts after it, one in flight
+    gets no more than the time left for each phase and in total, and the requests not started
+    are not yielded (the caller leaves them due).  ``base_dir`` resolves relative local paths
+    (the directory of feeds.yaml; default: the current directory).  Uses a ThreadPoolExecutor
+    and one shared ``httpx.Client`` (``client``, or one created here and closed afterwards;
+    only when some URL is http(s)).
     """
     if not (timeout_seconds > 0 and math.isfinite(timeout_seconds)):
         raise ConfigError(f"must be a positive number of seconds, got {timeout_seconds!r}", key="timeout_seconds")
@@ -253,27 +270,40 @@ def fetch_feeds(
     if max_concurrency < 1:
         raise ConfigError(f"must be >= 1, got {max_concurrency!r}", key="max_concurrency")
     if not requests:
-        return []
+        return
 
     needs_http = any(_scheme(request.url) in ("http", "https") for request in requests)
     own_client = client is None and needs_http
     if own_client:
         client = _make_client(timeout_seconds=timeout_seconds, max_concurrency=max_concurrency, user_agent=user_agent)
 
-    def fetch(request: FetchRequest) -> FetchResult:
-        return _fetch_one(
-            request,
-            client=client,
-            timeout_seconds=timeout_seconds,
-            max_bytes=max_bytes,
-            user_agent=user_agent,
-            base_dir=base_dir,
-        )
+    def fetch(request: FetchRequest) -> FetchResult | None:
+        if deadline is not None and time.monotonic() >= deadline:
+            return None  # queued before the deadline, its turn came after: not started
+        return _fetch_one(request, client=client, timeout_seconds=timeout_seconds, max_bytes=max_bytes,
+                          user_agent=user_agent, base_dir=base_dir, deadline=deadline)
 
+    waiting = iter(requests)
+    queued: deque[tuple[FetchRequest, Future[FetchResult | None]]] = deque()
     try:
-        workers = min(max_concurrency, len(requests))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clustering-fetch") as executor:
-            return list(executor.map(fetch, requests))
+        with ThreadPoolExecutor(max_workers=min(max_concurrency, len(requests)),
+                                thread_name_prefix="clustering-fetch") as executor:
+            try:
+                while True:
+                    while len(queued) < 2 * max_concurrency and (deadline is None or time.monotonic() < deadline):
+                        request = next(waiting, None)
+                        if request is None:
+                            break
+                        queued.append((request, executor.submit(fetch, request)))
+                    if not queued:
+                        return
+                    request, future = queued.popleft()
+                    result = future.result()
+                    if result is not None:
+                        yield request, result
+            finally:  # the caller stopped early: what has not started never will
+                for _, future in queued:
+                    future.cancel()
     finally:
         if own_client and client is not None:
             client.close()
@@ -307,9 +337,13 @@ def _fetch_one(
     max_bytes: int,
     user_agent: str,
     base_dir: Path | None,
+    deadline: float | None = None,
 ) -> FetchResult:
-    """Fetch one feed; the catch-all that keeps one feed from failing the run."""
+    """Fetch one feed; the catch-all that keeps one feed from failing the run.  ``deadline`` (the
+    run's, monotonic) caps each phase's timeout and the exchange's total."""
     started = time.monotonic()
+    if deadline is not None:
+        timeout_seconds = max(min(timeout_seconds, deadline - started), MIN_TIMEOUT_SECONDS)
     try:
         url = request.url.strip()
         scheme = _scheme(url)
@@ -319,7 +353,7 @@ def _fetch_one(
             assert client is not None  # fetch_feeds creates one when any URL is http(s)
             result = _fetch_http(
                 request, client=client, timeout_seconds=timeout_seconds, max_bytes=max_bytes,
-                user_agent=user_agent, started=started,
+                user_agent=user_agent, started=started, deadline=deadline,
             )
         elif scheme in ("file", ""):
             result = _fetch_file(request, max_bytes=max_bytes, base_dir=base_dir, started=started)
@@ -368,6 +402,7 @@ def _fetch_http(
     max_bytes: int,
     user_agent: str,
     started: float,
+    deadline: float | None = None,
 ) -> FetchResult:
     import httpx
 
@@ -376,14 +411,17 @@ def _fetch_http(
         headers["If-None-Match"] = request.etag
     if request.last_modified:
         headers["If-Modified-Since"] = request.last_modified
-    deadline = started + timeout_seconds * TOTAL_TIMEOUT_FACTOR
+    total_seconds = timeout_seconds * TOTAL_TIMEOUT_FACTOR
+    if deadline is not None and deadline - started < total_seconds:
+        total_seconds = max(deadline - started, MIN_TIMEOUT_SECONDS)
+    deadline = started + total_seconds
     response: httpx.Response | None = None
     try:
         with client.stream(
             "GET", request.url.strip(), headers=headers, timeout=httpx.Timeout(timeout_seconds), follow_redirects=True
         ) as response:
             return _read_response(request, response, max_bytes=max_bytes, deadline=deadline,
-                                  total_seconds=timeout_seconds * TOTAL_TIMEOUT_FACTOR, started=started)
+                                  total_seconds=total_seconds, started=started)
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError) as exc:
         return _error(
             request,

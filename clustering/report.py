@@ -50,10 +50,18 @@ def story_detail_dict(detail: StoryDetail, duplicate_articles: Sequence[Article]
     return result
 
 
+FAILED_FEEDS_SHOWN = 3
+"""Failed feeds the run summary names; the rest are counted (2,000 dead feeds made a line of 2,000 names)."""
+
+
 def run_summary(report: RunReport) -> str:
-    failed = f" ({', '.join(report.failed_feeds)})" if report.failed_feeds else ""
+    shown = FAILED_FEEDS_SHOWN
+    named = ", ".join(report.failed_feeds[:shown]) + (f" and {len(report.failed_feeds) - shown} more"
+                                                      if len(report.failed_feeds) > shown else "")
+    failed = f" ({named})" if report.failed_feeds else ""
+    deferred = (f", {report.feeds_deferred} left for the next run (run deadline)" if report.feeds_deferred else "")
     return (f"feeds: {report.feeds_ok} ok, {report.feeds_not_modified} not modified, "
-            f"{report.feeds_failed} failed{failed}, {report.feeds_skipped} not due; "
+            f"{report.feeds_failed} failed{failed}, {report.feeds_skipped} not due{deferred}; "
             f"{report.new_articles} new articles, {report.duplicates} duplicates; "
             f"stories: {report.stories_new} new, {report.stories_updated} updated, {report.stories_total} total; "
             f"{report.unassigned} unassigned in the window"

@@ -10,6 +10,7 @@ nothing.  ``":memory:"`` works for tests and API users who want no file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -69,8 +70,17 @@ _VERSION_4 = [
     "ALTER TABLE stories ADD COLUMN split_from TEXT",
 ]
 
-_VERSION_5: list[str] = []
-"""Placeholder for issue 16's schema step (lock, content hash): it replaces this list at merge."""
+_VERSION_5 = [
+    # what the window cache says about an article's text is checked against this (window.py); the
+    # store fills it on insert and after an edit, which the trigger marks by clearing it
+    "ALTER TABLE articles ADD COLUMN content_hash INTEGER",
+    "CREATE TRIGGER article_text_edited AFTER UPDATE OF title, summary ON articles"
+    " BEGIN UPDATE articles SET content_hash = NULL WHERE id = NEW.id; END",
+    # the key that seals the window cache: a cache made for another database, or edited, is refused
+    "CREATE TABLE cache_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL)",
+    "INSERT INTO cache_keys (name, key) VALUES ('window', randomblob(32))",
+]
+"""Schema 5: a per-article content hash and the window cache's key (see ``content_hash``)."""
 
 _VERSION_6 = [
     # what each run changed, so a desk can follow stories (history.py)
@@ -251,6 +261,16 @@ def read_time(value: object) -> datetime | None:
         return None
 
 
+def content_hash(title: str, summary: str) -> int:
+    """A 63-bit hash of an article's stored text (title and summary), kept in
+    ``articles.content_hash``: the window cache records it per article, and a cached article whose
+    hash is not the stored one is not trusted (window.py).  63 bits: SQLite integers are signed."""
+    import hashlib
+
+    digest = hashlib.blake2b(f"{title}\x00{summary}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
 @dataclass(frozen=True)
 class NewArticle:
     """A row to insert (parse output plus the derived dedup keys)."""
@@ -283,6 +303,7 @@ class WindowArticle:
     pending_group: str | None = None
     duplicate_kind: str | None = None
     duplicate_score: float | None = None
+    content_hash: int | None = None    # None: edited since stored (or stored before schema 5)
 
 
 
@@ -290,6 +311,21 @@ VECTOR_RANGE_GAP = 64
 """Ids read past in one range scan of the embeddings table (``Store.vectors``): ids apart by more
 start a new range.  A window's ids are nearly consecutive (articles are stored as they arrive), so a
 100k-article window is a few ranges; at worst each id is a range of its own, a key lookup as before."""
+
+
+def _unused_wal_files(database: Path) -> bool:
+    """Whether no connection has this WAL database open and it has no committed pages outside the
+    main file: no ``-shm`` (or an empty one, left by a reader that could not grow it) and no ``-wal``
+    with content.  A live connection's ``-shm`` is at least 32 KiB."""
+    for suffix in ("-shm", "-wal"):
+        try:
+            if os.stat(f"{database}{suffix}").st_size:
+                return False
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return True
 
 
 def vector_ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
@@ -347,6 +383,8 @@ class Store:
     _errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
     """The database driver's errors: each becomes a StorageError where it arises, naming the database."""
     _begin = "BEGIN IMMEDIATE"
+    _begin_snapshot = "BEGIN"
+    """How ``snapshot`` starts its read transaction (a WAL reader keeps the state of its first read)."""
     _concat_members = "group_concat(m.article_id || ' ' || a.published)"
     """Story members as ``id published`` pairs, comma-separated (``_time_ordered`` reads them)."""
     _concat_distinct = "group_concat(DISTINCT {column})"
@@ -390,15 +428,19 @@ class Store:
 
     # --- plumbing ---------------------------------------------------------------------
     def _connect_read_only(self) -> sqlite3.Connection:
-        """Open with ``mode=ro``.  Reading a WAL database needs its ``-shm`` file; on read-only
-        storage where it is missing (the last writer closed cleanly and removed it) SQLite
-        cannot create it, and the file is opened ``immutable`` instead: no writer can be at
-        work in a folder nobody may write to."""
+        """Open with ``mode=ro``.  Reading a WAL database needs its ``-shm`` index; where it is
+        missing (the last writer closed cleanly and removed it) and SQLite cannot create it, the
+        file is opened ``immutable`` instead, in two cases: on read-only storage (no writer can be at
+        work in a folder nobody may write to), and when the disk is full but no connection has the
+        database open (no ``-shm`` of a live connection, no ``-wal`` with content): then the main file
+        holds every committed transaction, and a writer could not start on that full disk either."""
         database = Path(self.path)
         if not database.exists():
             raise StorageError(f"no database at {self.path}: a `clustering run` creates it "
                                "(reading commands never do)")
-        uri = f"file:{quote(str(database.resolve()))}?mode=ro"
+        resolved = database.resolve()
+        closed_cleanly = _unused_wal_files(resolved)
+        uri = f"file:{quote(str(resolved))}?mode=ro"
         connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
                                      check_same_thread=False)
         try:
@@ -406,9 +448,32 @@ class Store:
             return connection
         except sqlite3.OperationalError:
             connection.close()
-            if os.access(database.resolve().parent, os.W_OK):
+            if os.access(resolved.parent, os.W_OK) and not closed_cleanly:
                 raise
         return sqlite3.connect(f"{uri}&immutable=1", uri=True, isolation_level=None, check_same_thread=False)
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Read inside one transaction: every query sees the database as it was at the first one,
+        whatever a run commits meanwhile (WAL readers keep their snapshot; on PostgreSQL one
+        ``REPEATABLE READ READ ONLY`` transaction, ``_begin_snapshot``).  Nests: inside a
+        transaction already, it adds nothing."""
+        if self._in_transaction():
+            yield
+            return
+        try:
+            self._db.execute(self._begin_snapshot)
+        except self._errors as exc:
+            raise StorageError(f"cannot start reading {self.path}: {exc}") from exc
+        try:
+            yield
+        finally:
+            if self._in_transaction():
+                with contextlib.suppress(*self._errors):
+                    self._db.execute("COMMIT")
+
+    def _in_transaction(self) -> bool:
+        return self._db.in_transaction
 
     def _check_readable_version(self) -> None:
         """Read-only: nothing is migrated, so read what this version can read (every older
@@ -429,6 +494,7 @@ class Store:
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
+            self._add_missing_version_5()
             return
         if version > SCHEMA_VERSION:
             raise newer_schema_error(self.path, version)
@@ -450,6 +516,19 @@ class Store:
                 for statement in MIGRATIONS[target]:
                     self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version = {target}")
+
+    def _add_missing_version_5(self) -> None:
+        """Schema 6 was merged before schema 5's statements, which were an empty placeholder then: a
+        database made at 6 meanwhile lacks them.  Add them once (one ``PRAGMA table_info`` a start)."""
+        def present() -> bool:
+            return any(r[1] == "content_hash" for r in self._db.execute("PRAGMA table_info(articles)"))
+
+        if present():
+            return
+        with self.transaction():
+            if not present():  # re-read under the lock: another process may have added them
+                for statement in _VERSION_5:
+                    self._db.execute(statement)
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Any]:
@@ -591,12 +670,13 @@ class Store:
             # story ids named after them) would then differ from SQLite's for the same articles
             row = self._write(
                 "INSERT INTO articles (source, entry_key, title, summary, url, published,"
-                " published_estimated, first_seen, text_hash, author) SELECT ?,?,?,?,?,?,?,?,?,?"
+                " published_estimated, first_seen, text_hash, author, content_hash) SELECT ?,?,?,?,?,?,?,?,?,?,?"
                 " WHERE NOT EXISTS (SELECT 1 FROM articles WHERE source = ? AND entry_key = ?)"
                 " ON CONFLICT DO NOTHING RETURNING id",
                 (article.source, article.entry_key, article.title, article.summary, article.url,
                  to_text(article.published), int(article.published_estimated), to_text(now),
-                 article.text_hash, article.author, article.source, article.entry_key)).fetchone()
+                 article.text_hash, article.author, content_hash(article.title, article.summary),
+                 article.source, article.entry_key)).fetchone()
             if row is not None:
                 new_ids.append(int(row[0]))
         return new_ids
@@ -678,7 +758,7 @@ class Store:
         Two queries, one per index (``published`` range, unprocessed partial index): with
         ``published >= ? OR processed = 0`` SQLite reads every article."""
         select = ("SELECT a.id, a.source, a.title, a.summary, a.url, a.published, a.text_hash, a.processed,"
-                  " a.pending_group, d.canonical_id, d.kind, d.score, m.story_id FROM articles a"
+                  " a.pending_group, d.canonical_id, d.kind, d.score, m.story_id, a.content_hash FROM articles a"
                   " LEFT JOIN duplicates d ON d.article_id = a.id LEFT JOIN story_members m ON m.article_id = a.id")
         end = to_text(until) if until is not None else _AFTER_EVERY_DATE
         rows = self._query(f"{select} WHERE a.published >= ? AND a.published <= ? UNION ALL {select}"
@@ -688,7 +768,24 @@ class Store:
                               published=from_text(r["published"]), text_hash=r["text_hash"],  # type: ignore[arg-type]
                               processed=bool(r["processed"]), duplicate_of=r["canonical_id"],
                               story_id=r["story_id"], pending_group=r["pending_group"],
-                              duplicate_kind=r["kind"], duplicate_score=r["score"]) for r in rows]
+                              duplicate_kind=r["kind"], duplicate_score=r["score"],
+                              content_hash=r["content_hash"] if isinstance(r["content_hash"], int) else None)
+                for r in rows]
+
+    def save_content_hashes(self, hashes: dict[int, int]) -> None:
+        """Store the content hashes of articles that had none (edited, or stored before schema 5)."""
+        self._write_many("UPDATE articles SET content_hash = ? WHERE id = ?", ((h, int(a)) for a, h in hashes.items()))
+
+    def cache_key(self, name: str) -> bytes:
+        """The key sealing one of this database's cache files (created with the schema; a key that
+        was deleted or is not 32 bytes is made anew, which only makes the cache file stale)."""
+        rows = self._query("SELECT key FROM cache_keys WHERE name = ?", (name,))
+        if rows and isinstance(rows[0][0], bytes) and len(rows[0][0]) == 32:
+            return bytes(rows[0][0])
+        key = os.urandom(32)
+        self._write("INSERT INTO cache_keys (name, key) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET key = excluded.key",
+                    (name, key))
+        return key
 
     def latest_published(self, until: datetime | None = None) -> datetime | None:
         """The newest readable publication time (``until``: not after it; unreadable values, which
@@ -988,16 +1085,25 @@ def _stored_keywords(value: object, story_id: str) -> tuple[str, ...]:
 
 
 # --- the run lock ---------------------------------------------------------------------------
+_LOCK_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+"""The lock file is opened without following a symbolic link (one planted beside the database
+would otherwise have its target truncated to our pid) and without blocking (a FIFO)."""
+
+
 @contextlib.contextmanager
 def run_lock(database: str | Path, *, wait_seconds: float = 0.0) -> Iterator[None]:
     """Hold an exclusive lock on ``<database>.lock`` for one run.
 
     Overlapping cron runs: the second waits up to ``wait_seconds`` and then raises
-    LockedError; the OS releases the lock if the holder dies, so a crash never leaves
-    a stale lock behind.  The lock sits beside the database's resolved path, so two
-    names of one file (a symbolic link, ``./`` or ``..`` in the path) share one lock.
+    LockedError (with the holder's pid and start time, which the holder writes into the
+    file); the OS releases the lock if the holder dies, so a crash never leaves a stale
+    lock behind.  The lock sits beside the database's resolved path, so two names of one
+    file (a symbolic link, ``./`` or ``..`` in the path) share one lock.  The lock file
+    itself must be a plain file: a symbolic link, a FIFO or a hard link there is refused
+    (StorageError), and so is a disk too full to record the holder.
     """
     import fcntl
+    import stat
     import time
 
     if not isinstance(wait_seconds, (int, float)) or not math.isfinite(wait_seconds) or wait_seconds < 0:
@@ -1008,23 +1114,47 @@ def run_lock(database: str | Path, *, wait_seconds: float = 0.0) -> Iterator[Non
     lock_path = Path(f"{os.path.realpath(database)}.lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the run
+        descriptor = os.open(lock_path, _LOCK_OPEN_FLAGS, 0o644)
     except OSError as exc:
-        raise StorageError(f"cannot open the run lock {lock_path}: {exc}") from exc
-    deadline = time.monotonic() + wait_seconds
+        if exc.errno == errno.ELOOP:
+            raise StorageError(f"the run lock {lock_path} is a symbolic link; a lock file never is one: "
+                               "remove it") from exc
+        raise StorageError(f"cannot open the run lock {lock_path}: {exc.strerror or exc}") from exc
     try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
+            raise StorageError(f"the run lock {lock_path} is not a plain file of its own (a FIFO, a device or "
+                               "a hard link): remove it")
+        deadline = time.monotonic() + wait_seconds
         while True:
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    raise LockedError(f"another clustering run holds {lock_path}") from None
+                    pid, since = _lock_holder(descriptor)
+                    holder = f" (pid {pid}, since {to_text(since)})" if pid is not None and since is not None else ""
+                    raise LockedError(f"another clustering run holds {lock_path}{holder}",
+                                      holder_pid=pid, held_since=since) from None
                 time.sleep(0.2)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
+        try:
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()} {to_text(datetime.now(timezone.utc))}\n".encode(), 0)
+        except OSError as exc:
+            raise StorageError(f"cannot write the run lock {lock_path}: {exc.strerror or exc}") from exc
         yield
     finally:
-        handle.close()
+        os.close(descriptor)
+
+
+def _lock_holder(descriptor: int) -> tuple[int | None, datetime | None]:
+    """The pid and start time the lock's holder wrote; the file's modification time (when it was
+    written) stands in for a time that cannot be read."""
+    try:
+        words = os.pread(descriptor, 100, 0).decode("ascii", "replace").split()
+        modified = datetime.fromtimestamp(os.fstat(descriptor).st_mtime, timezone.utc).replace(microsecond=0)
+    except OSError:
+        return None, None
+    pid = int(words[0]) if words and words[0].isdigit() and len(words[0]) < 10 else None
+    since = read_time(words[1]) if len(words) > 1 else None
+    return pid, since or modified

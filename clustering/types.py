@@ -198,6 +198,7 @@ class RunReport:
     moved: int = 0      # articles that left their story (a split, or a merge into another story)
     pending: int = 0    # articles in new groups waiting a run for confirmation
     merged: int = 0     # stories that merged into another story this run
+    feeds_deferred: int = 0  # due feeds not fetched before settings.fetch.run_deadline: due again next run
 
     def as_dict(self) -> dict[str, object]:
         from dataclasses import asdict

@@ -6,23 +6,35 @@ them for what changed (new articles searched, articles that left dropped, lists 
 neighbour searched again) instead of recomputing the whole window, and keeps them in a file
 beside the database (``<database>.window``) for the next run: a cron run is a new process.
 
-The file is a cache.  A missing, unreadable, half-written or stale file (another model, another
-``neighbours``, another format, or lists that no longer match the stored vectors) is rebuilt
-from SQLite: that costs time, never a result, because an updated graph equals a rebuilt one
-(graph.update_graph) and the terms are a function of each article's text.  Nothing in it is
-executable: arrays and JSON, never pickle.
+The file is a cache, and untrusted input: whatever it holds costs time, never a result.  It is
+opened only if it is a regular file (no link followed, never blocking on a FIFO), read only if
+its size fits the window, and used only if (1) its seal, a keyed hash of every part made with a
+key kept in the database, matches: an edited file or another database's is refused; (2) every
+array has the dtype, shape and range of the window it describes; and (3) what it records of each
+article still in the window, the hash of its stored text and of its stored vector, equals what
+the database holds now (an edited title or embedding, two swapped ids).  Anything else is rebuilt
+from SQLite with one warning: an updated graph equals a rebuilt one (graph.update_graph) and the
+terms are a function of each article's text.  Nothing in it is executable: arrays and JSON,
+never pickle.  It is written to ``<database>.window.<pid>.tmp`` (created anew, never through a
+link) and renamed over the old file; a temporary file a killed run left behind is removed by the
+next run that saves (runs hold the run lock, so no other writer is at work).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
+import hmac
 import json
 import logging
 import os
+import re
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .terms import ArticleTerms, article_terms
 
@@ -33,21 +45,36 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
-"""Bumped whenever what the file holds, or how it is computed, changes: an older file is rebuilt."""
+CACHE_FORMAT = 2
+"""Bumped whenever what the file holds, or how it is computed, changes: an older file is rebuilt.
+2: per-article text and vector hashes and the keyed seal."""
 
-CHECKED_ROWS = 32
-"""Cached neighbour lists whose similarities are recomputed from the stored vectors on loading:
-any difference (another database at the same path, a restored backup) discards the file."""
+CACHE_BYTES_PER_ROW = 16_384
+"""Largest file read per article of the window (plus ``CACHE_BYTES_SLACK``): a row takes about
+1 KB (its id, hashes, neighbour list and names), so a larger file is not this window's cache and is
+not read into memory (a 4 GiB file planted there)."""
+
+CACHE_BYTES_SLACK = 1_048_576
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_PARTS = ("header", "ids", "text_hashes", "vector_hashes", "neighbour_rows", "similarity", "terms", "seal")
+
+
+class CacheRefused(Exception):
+    """Why a cache file is not used (said in the one warning, then the window is rebuilt)."""
 
 
 @dataclass
 class WindowState:
-    """Neighbour lists and terms of the window's canonical articles, rows in ``ids`` order."""
+    """Neighbour lists and terms of the window's canonical articles, rows in ``ids`` order, with
+    the hashes of the text and vector each row was computed from."""
 
     model: str
     neighbours: int
-    ids: np.ndarray                    # article ids, one per row
+    ids: np.ndarray                    # article ids, one per row (int64)
+    text_hashes: np.ndarray            # store.content_hash of each row's title and summary (int64)
+    vector_hashes: np.ndarray          # vector_hashes() of each row's stored vector (uint64)
     graph: NeighbourGraph
     terms: dict[int, ArticleTerms]
 
@@ -70,18 +97,38 @@ def cache_path(database: str | Path) -> Path | None:
     return resolved.with_name(resolved.name + ".window")
 
 
+def vector_hashes(vectors: np.ndarray) -> np.ndarray:
+    """One 64-bit hash per row of a float32 matrix, exact (integer arithmetic on the bits, no
+    rounding): the sum of each 32-bit word times an odd constant, modulo 2**64.  Any change to one
+    number of a row changes its hash; 100k rows of 384 take about 0.1 s."""
+    import numpy as np
+
+    data = np.ascontiguousarray(vectors, dtype=np.float32)
+    rows, width = data.shape if data.ndim == 2 else (len(data), 0)
+    constants = np.frombuffer(hashlib.shake_128(b"clustering.window").digest(8 * max(width, 1)),
+                              dtype="<u8")[:width] | np.uint64(1)
+    words = data.view(np.uint32) if width else np.zeros((rows, 0), dtype=np.uint32)
+    result = np.zeros(rows, dtype=np.uint64)
+    for start in range(0, rows, 8192):
+        result[start:start + 8192] = words[start:start + 8192].astype(np.uint64) @ constants
+    return result
+
+
 def refresh(state: WindowState | None, ids: Sequence[int], vectors: np.ndarray,
-            texts: Callable[[int], tuple[str, str]], *, model: str,
+            texts: Callable[[int], tuple[str, str]], text_hashes: Sequence[int], *, model: str,
             neighbours: int) -> tuple[WindowState, RefreshReport]:
-    """The state of the window ``ids`` (rows of ``vectors``): ``state`` updated, or built anew
-    when there is none or it does not fit (``texts(id)`` gives an article's title and summary)."""
+    """The state of the window ``ids`` (rows of ``vectors``; ``text_hashes`` their stored texts'
+    ``store.content_hash``): ``state`` updated, or built anew when there is none or it does not
+    fit (``texts(id)`` gives an article's title and summary)."""
     import numpy as np
 
     from .graph import build_graph, update_graph
 
     ids_array = np.asarray(ids, dtype=np.int64)
+    text_array = np.asarray(text_hashes, dtype=np.int64)
+    vector_array = vector_hashes(vectors)
     usable = state is not None and state.model == model and state.neighbours == neighbours and \
-        _still_matches(state, ids_array, vectors)
+        _still_matches(state, ids_array, text_array, vector_array)
     if usable:
         assert state is not None
         graph, searched = update_graph(state.ids, state.graph, ids_array, vectors, neighbours)
@@ -97,80 +144,213 @@ def refresh(state: WindowState | None, ids: Sequence[int], vectors: np.ndarray,
             found = article_terms(*texts(article_id))
             new_terms += 1
         terms[article_id] = found
-    return (WindowState(model, neighbours, ids_array, graph, terms),
+    return (WindowState(model, neighbours, ids_array, text_array, vector_array, graph, terms),
             RefreshReport(rebuilt=not usable, searched=searched, new_terms=new_terms))
 
 
-def _still_matches(state: WindowState, ids: np.ndarray, vectors: np.ndarray) -> bool:
-    """Recompute a few cached lists' similarities from the stored vectors (exactly as the graph
-    computes them): a list built on other vectors gives itself away."""
+def _still_matches(state: WindowState, ids: np.ndarray, texts_now: np.ndarray, vectors_now: np.ndarray) -> bool:
+    """Whether every article the state shares with the window has the text and vector the state was
+    computed from (an edited title or embedding, ids swapped in the file): else one warning."""
     import numpy as np
 
-    from .graph import exact_cosine
-
-    order = np.argsort(ids)
+    order = np.argsort(ids, kind="stable")
     position = np.clip(np.searchsorted(ids[order], state.ids), 0, max(len(ids) - 1, 0))
-    if not len(ids):
-        return True
-    row_now = np.where(ids[order][position] == state.ids, order[position], -1)
-    neighbour = state.graph.neighbours[:, 0] if state.graph.neighbours.shape[1] else np.full(len(state.ids), -1)
-    checkable = np.flatnonzero((row_now >= 0) & (neighbour >= 0))
-    checkable = checkable[(row_now[np.clip(neighbour[checkable], 0, None)] >= 0)]
-    if not checkable.size:
-        return True
-    sample = checkable[np.linspace(0, checkable.size - 1, min(CHECKED_ROWS, checkable.size)).astype(np.int64)]
-    a, b = row_now[sample], row_now[neighbour[sample]]
-    recomputed = exact_cosine(np.ascontiguousarray(vectors, dtype=np.float32), a, b).astype(np.float32)
-    if np.array_equal(recomputed, state.graph.similarity[sample, 0]):
-        return True
-    log.warning("the window cache does not match the stored embeddings; rebuilding it")
-    return False
+    shared = ids[order][position] == state.ids if len(ids) else np.zeros(len(state.ids), dtype=bool)
+    rows_now = order[position[shared]]
+    for what, cached, current in (("text", state.text_hashes[shared], texts_now[rows_now]),
+                                  ("embedding", state.vector_hashes[shared], vectors_now[rows_now])):
+        differs = np.flatnonzero(cached != current)
+        if differs.size:
+            log.warning("the window cache does not match the database (the stored %s of %d article(s), e.g. "
+                        "article %d, changed since it was saved); rebuilding it", what, differs.size,
+                        int(state.ids[shared][differs[0]]))
+            return False
+    return True
 
 
-def load(path: Path | None) -> WindowState | None:
-    """The state saved at ``path``, or None (no file, another format, unreadable: rebuilt)."""
+def load(path: Path | None, key: bytes, *, window_rows: int) -> WindowState | None:
+    """The state saved at ``path``, or None: no file (silently), or a file that is not a sealed,
+    consistent cache of a window of this database (one warning; the caller rebuilds).
+    ``window_rows`` (the window's size now) bounds what is read."""
+    if path is None:
+        return None
+    try:
+        descriptor = os.open(path, _OPEN_FLAGS)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        reason = "it is a symbolic link" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+        log.warning("window cache %s is not used (%s); rebuilding it", path, reason)
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise CacheRefused("not a regular file")
+        with os.fdopen(descriptor, "rb") as handle:
+            return _read(handle, key, CACHE_BYTES_PER_ROW * window_rows + CACHE_BYTES_SLACK)
+    except Exception as exc:  # noqa: BLE001 - a cache that cannot be used is rebuilt, whatever the cause
+        log.warning("window cache %s is not used (%s); rebuilding it", path, exc)
+        return None
+
+
+def _read(handle: Any, key: bytes, limit: int) -> WindowState | None:
+    import zipfile
+
     import numpy as np
 
     from .graph import NeighbourGraph
 
-    if path is None or not path.exists():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            header = json.loads(bytes(stored["header"]).decode("utf-8"))
-            if header.get("format") != CACHE_FORMAT:
-                return None
-            ids = stored["ids"].astype(np.int64)
-            graph = NeighbourGraph(stored["neighbour_rows"].astype(np.int64), stored["similarity"].astype(np.float32))
-            rows = json.loads(bytes(stored["terms"]).decode("utf-8"))
-        if len(rows) != len(ids) or graph.neighbours.shape[0] != len(ids):
-            raise ValueError("the parts of the file disagree in length")
-        terms = {int(i): ArticleTerms(tuple(names), tuple(title_case), int(words))
-                 for i, (names, title_case, words) in zip(ids.tolist(), rows, strict=True)}
-        return WindowState(str(header["model"]), int(header["neighbours"]), ids, graph, terms)
-    except Exception as exc:  # noqa: BLE001 - a cache that cannot be read is rebuilt, whatever the cause
-        log.warning("window cache %s is unreadable (%s); rebuilding it", path, exc)
-        return None
+    status = os.fstat(handle.fileno())
+    if status.st_size > limit:
+        raise CacheRefused(f"{status.st_size} bytes, more than a cache of this window can take ({limit})")
+    with zipfile.ZipFile(handle) as archive:
+        members = archive.infolist()
+        if sum(m.file_size for m in members) > limit:
+            raise CacheRefused("its parts are larger than a cache of this window can take")
+    handle.seek(0)
+    with np.load(handle, allow_pickle=False) as stored:
+        header = json.loads(_bytes_part(stored["header"], "header").decode("utf-8"))
+        if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT:
+            return None  # another format: rebuilt without a warning (an upgrade)
+        if sorted(stored.files) != sorted(_PARTS):
+            raise CacheRefused("not the parts of a window cache")
+        parts = {name: stored[name] for name in _PARTS}
+    if not hmac.compare_digest(_seal(key, parts), _bytes_part(parts["seal"], "seal")):
+        raise CacheRefused("its seal does not match: edited, or made for another database")
+    model, neighbours = header.get("model"), header.get("neighbours")
+    if not isinstance(model, str) or not isinstance(neighbours, int) or isinstance(neighbours, bool):
+        raise CacheRefused("its header is not a cache header")
+    ids = _array_part(parts["ids"], "ids", np.int64, 1)
+    n = len(ids)
+    text_hashes = _array_part(parts["text_hashes"], "text_hashes", np.int64, 1, (n,))
+    vector_column = _array_part(parts["vector_hashes"], "vector_hashes", np.uint64, 1, (n,))
+    rows = _array_part(parts["neighbour_rows"], "neighbour_rows", np.int64, 2)
+    similarity = _array_part(parts["similarity"], "similarity", np.float32, 2, rows.shape)
+    if rows.shape[0] != n or rows.shape[1] != max(0, min(neighbours, n - 1)):
+        raise CacheRefused(f"neighbour_rows has shape {rows.shape}, not ({n}, {max(0, min(neighbours, n - 1))})")
+    _check_graph(ids, rows, similarity)
+    terms_rows = json.loads(_bytes_part(parts["terms"], "terms").decode("utf-8"))
+    terms = _terms(ids, terms_rows)
+    return WindowState(model, neighbours, ids, text_hashes, vector_column, NeighbourGraph(rows, similarity), terms)
 
 
-def save(path: Path | None, state: WindowState) -> None:
+def _check_graph(ids: np.ndarray, rows: np.ndarray, similarity: np.ndarray) -> None:
+    """Ids distinct; each list of distinct rows of the window, none itself, −1 only as padding at
+    its end; similarities finite cosines, best first, 0 where padded."""
+    import numpy as np
+
+    n = len(ids)
+    if n and len(np.unique(ids)) != n:
+        raise CacheRefused("an article id appears twice")
+    if not rows.size:
+        return
+    if rows.min() < -1 or rows.max() >= n:
+        raise CacheRefused("a neighbour row is outside the window")
+    padded = rows < 0
+    if (padded[:, :-1] & ~padded[:, 1:]).any():
+        raise CacheRefused("a neighbour list has a gap")
+    if (rows == np.arange(n)[:, None]).any():
+        raise CacheRefused("an article is its own neighbour")
+    ordered = np.sort(np.where(padded, -1 - np.arange(rows.shape[1]), rows), axis=1)
+    if (ordered[:, 1:] == ordered[:, :-1]).any():
+        raise CacheRefused("a neighbour list repeats a row")
+    if not np.isfinite(similarity).all() or np.abs(similarity).max() > 1.0001:
+        raise CacheRefused("a similarity is not a cosine")
+    if (np.diff(np.where(padded, -np.inf, similarity), axis=1) > 0).any() or (similarity[padded] != 0).any():
+        raise CacheRefused("a neighbour list is not in order")
+
+
+def _terms(ids: np.ndarray, rows: object) -> dict[int, ArticleTerms]:
+    """Each row's terms: ``[names, title-case words, word count]``, lists of strings and a count."""
+    if not isinstance(rows, list) or len(rows) != len(ids):
+        raise CacheRefused("the terms do not match the ids")
+    terms: dict[int, ArticleTerms] = {}
+    for article_id, row in zip(ids.tolist(), rows):
+        if type(row) is not list or len(row) != 3 or type(row[0]) is not list or type(row[1]) is not list \
+                or type(row[2]) is not int or row[2] < 0:
+            raise CacheRefused(f"the terms of article {article_id} are not terms")
+        terms[article_id] = ArticleTerms(tuple(row[0]), tuple(row[1]), row[2])
+    kinds = {type(word) for found in terms.values() for words in (found.names, found.title_case_words)
+             for word in words}
+    if kinds - {str}:
+        raise CacheRefused("a term is not text")
+    return terms
+
+
+def _array_part(value: np.ndarray, name: str, dtype: Any, ndim: int,
+                shape: tuple[int, ...] | None = None) -> np.ndarray:
+    if value.dtype != dtype or value.ndim != ndim or (shape is not None and value.shape != shape):
+        raise CacheRefused(f"{name} is a {value.dtype} array of shape {value.shape}")
+    return value
+
+
+def _bytes_part(value: np.ndarray, name: str) -> bytes:
+    import numpy as np
+
+    return _array_part(value, name, np.uint8, 1).tobytes()
+
+
+def _seal(key: bytes, parts: dict[str, np.ndarray]) -> bytes:
+    """A keyed hash of every part but the seal: its name, dtype, shape and bytes."""
+    sealer = hashlib.blake2b(key=key[:64], digest_size=32)
+    for name in (n for n in _PARTS[:-1] if n in parts):
+        value = parts[name]
+        sealer.update(f"{name}:{value.dtype.str}:{value.shape}:".encode())
+        sealer.update(value.tobytes())
+    return sealer.digest()
+
+
+def save(path: Path | None, state: WindowState, key: bytes) -> None:
     """Write the state atomically (a crash leaves the old file or the new one, never half of one);
-    a cache that cannot be written only costs the next run time."""
+    a cache that cannot be written only costs the next run time.  Call it holding the run lock:
+    temporary files of earlier writers are swept as stale."""
     import numpy as np
 
     if path is None:
         return
+    sweep_stale(path)
     header = json.dumps({"format": CACHE_FORMAT, "model": state.model, "neighbours": state.neighbours})
     rows = [[list(t.names), list(t.title_case_words), t.word_count]
             for t in (state.terms[i] for i in state.ids.tolist())]
-    temporary = path.with_name(path.name + f".{os.getpid()}.tmp")
+    parts = {"header": np.frombuffer(header.encode("utf-8"), dtype=np.uint8),
+             "ids": np.ascontiguousarray(state.ids, dtype=np.int64),
+             "text_hashes": np.ascontiguousarray(state.text_hashes, dtype=np.int64),
+             "vector_hashes": np.ascontiguousarray(state.vector_hashes, dtype=np.uint64),
+             "neighbour_rows": np.ascontiguousarray(state.graph.neighbours, dtype=np.int64),
+             "similarity": np.ascontiguousarray(state.graph.similarity, dtype=np.float32),
+             "terms": np.frombuffer(json.dumps(rows, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)}
+    parts["seal"] = np.frombuffer(_seal(key, parts), dtype=np.uint8)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        with open(temporary, "wb") as handle:
-            np.savez(handle, header=np.frombuffer(header.encode("utf-8"), dtype=np.uint8), ids=state.ids,
-                     neighbour_rows=state.graph.neighbours, similarity=state.graph.similarity,
-                     terms=np.frombuffer(json.dumps(rows, ensure_ascii=False).encode("utf-8"), dtype=np.uint8))
+        descriptor = os.open(temporary, _CREATE_FLAGS, 0o644)
+    except OSError as exc:
+        log.warning("cannot write the window cache %s (%s); the next run rebuilds it", path, exc)
+        return
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            np.savez(handle, **parts)  # type: ignore[arg-type]
         os.replace(temporary, path)
     except OSError as exc:
         log.warning("cannot write the window cache %s (%s); the next run rebuilds it", path, exc)
         with contextlib.suppress(OSError):
-            temporary.unlink()
+            os.unlink(temporary)
+
+
+def sweep_stale(path: Path) -> list[Path]:
+    """Remove the ``<cache>.<pid>.tmp`` files beside ``path`` (runs that were killed while saving);
+    the caller holds the run lock, so none belongs to a writer at work.  Links are removed, never
+    followed.  Returns what was removed."""
+    pattern = re.compile(re.escape(path.name) + r"\.[0-9]+\.tmp")
+    removed: list[Path] = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        if pattern.fullmatch(name):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                os.unlink(path.parent / name)
+                removed.append(path.parent / name)
+    if removed:
+        log.info("removed %d temporary window cache file(s) left by killed runs", len(removed))
+    return removed

@@ -265,6 +265,24 @@ def test_run_while_locked_is_skipped_with_exit_0(tmp_path: Path) -> None:
     assert json.loads(after.stdout)["new_articles"] == 3
 
 
+def test_a_run_skipped_by_a_lock_held_past_the_run_deadline_exits_1_saying_since_when(tmp_path: Path) -> None:
+    """A hung run held the lock for ever while every cron run printed `skipped` and exited 0."""
+    (tmp_path / "rates.xml").write_text(feed_xml("rates", [5, 6, 7]), encoding="utf-8")
+    write_config(tmp_path, [("rates-desk", "rates.xml")])
+    with run_lock(tmp_path / "news.db"):
+        lock = tmp_path / "news.db.lock"
+        pid = lock.read_text().split()[0]
+        lock.write_text(f"{pid} 2026-01-02T03:04:05Z\n")  # taken long ago, past the 300 s default
+        text = clustering("run", "--config", "feeds.yaml", cwd=tmp_path)
+        as_json = clustering("run", "--config", "feeds.yaml", "--json", cwd=tmp_path)
+    assert text.returncode == 1
+    assert f"clustering: error: skipped: pid {pid} has held the run lock since 2026-01-02 03:04:05 UTC" in text.stderr
+    assert "longer than settings.fetch.run_deadline (300 s)" in text.stderr
+    assert as_json.returncode == 1
+    assert json.loads(as_json.stdout) | {"reason": ""} == {"skipped": True, "overdue": True, "reason": "",
+                                                          "held_since": "2026-01-02T03:04:05+00:00"}
+
+
 def test_a_stored_time_the_run_cannot_read_is_repaired_not_fatal(tmp_path: Path) -> None:
     """Issue item 1: '999-01-01T00:00:00Z' stored for an unprocessed article failed every later run."""
     (tmp_path / "rates.xml").write_text(feed_xml("rates", [5, 6, 7]), encoding="utf-8")
@@ -470,7 +488,7 @@ def test_verbose_logs_each_stage_and_keeps_other_libraries_quiet(tmp_path: Path)
                     r"embed: 4 articles with hashing-256 ", r"dedup: 0 links in a window of 4 articles \(4 new\) ",
                     r"stories: 1 new, 0 updated, 0 unassigned; 4 of 4 window articles clustered afresh "):
         assert any(re.fullmatch(f"INFO clustering: {pattern}{stage}", line) for line in lines), (pattern, lines)
-    assert any(line.startswith("WARNING clustering: feed 'gone' failed") for line in lines)
+    assert any(line.startswith("WARNING clustering: 1 of 2 feeds failed: 'gone' (") for line in lines)
     assert all(line.startswith(("INFO clustering", "WARNING clustering")) for line in lines), lines  # no faiss.loader
 
     after = clustering("run", "--config", "feeds.yaml", "--force", "-v", cwd=tmp_path)  # after the command too
@@ -478,7 +496,7 @@ def test_verbose_logs_each_stage_and_keeps_other_libraries_quiet(tmp_path: Path)
     assert "INFO clustering: fetch: 0 feeds ok, 1 not modified, 1 failed" in after.stderr
     assert "INFO clustering: process: no new articles" in after.stderr
     quiet = clustering("run", "--config", "feeds.yaml", "--force", cwd=tmp_path)
-    assert "INFO" not in quiet.stderr and "WARNING clustering: feed 'gone' failed" in quiet.stderr
+    assert "INFO" not in quiet.stderr and "WARNING clustering: 1 of 2 feeds failed: 'gone' (" in quiet.stderr
 
     (tmp_path / "quake.xml").write_text(feed_xml("quake", [5, 6, 7]), encoding="utf-8")
     chatty = clustering("-v", "run", "--config", "feeds.yaml", "--force", "-v", cwd=tmp_path)  # -vv: libraries too
@@ -536,6 +554,10 @@ def test_run_summary_mentions_waiting_and_moved_articles_only_when_there_are_som
     assert run_summary(busy).endswith("4 unassigned in the window (3 waiting for a second run); "
                                       "2 articles moved (stories split or merged); 1 stories merged into others; 1.2 s")
     assert busy.as_dict()["pending"] == 3 and busy.as_dict()["moved"] == 2 and busy.as_dict()["merged"] == 1
+    outage = RunReport(**{**quiet.as_dict(), "feeds_failed": 1980, "feeds_deferred": 7,
+                          "failed_feeds": tuple(f"dead{i}" for i in range(1980))})
+    assert run_summary(outage).startswith("feeds: 2 ok, 1 not modified, 1980 failed (dead0, dead1, dead2 and 1977 "
+                                          "more), 0 not due, 7 left for the next run (run deadline); ")
 
 
 # --- progress on a terminal, nothing extra under cron ------------------------------------------------
@@ -588,6 +610,7 @@ def test_nothing_extra_on_stderr_under_cron_or_with_json(six_hundred_articles: P
     assert cron.returncode == 0 and cron.stderr == ""
     assert "600 new articles" in cron.stdout
     (six_hundred_articles / "news.db").unlink()
+    (six_hundred_articles / "news.db.window").unlink()  # kept, it would be another database's: a warning
     status, stdout, shown = on_a_terminal("run", "--config", "feeds.yaml", "--json", cwd=six_hundred_articles)
     assert status == 0 and shown == b""
     assert json.loads(stdout)["new_articles"] == 600

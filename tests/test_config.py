@@ -50,6 +50,7 @@ settings:
     max_bytes: 2000000
     max_concurrency: 3
     user_agent: test-agent/1.0
+    run_deadline: 120
   embedding:
     device: cuda:1
     batch_size: 128
@@ -100,7 +101,7 @@ def test_full_config_parses_every_key(tmp_path: Path) -> None:
     assert config.window_days == 2.0 and isinstance(config.window_days, float)
     assert config.poll_interval_minutes == 30.5
     assert config.fetch == FetchSettings(timeout_seconds=5.0, max_bytes=2_000_000, max_concurrency=3,
-                                         user_agent="test-agent/1.0")
+                                         user_agent="test-agent/1.0", run_deadline=120.0)
     assert config.embedding == EmbeddingSettings(device="cuda:1", batch_size=128)
     for cls, parsed in ((DedupParams, config.dedup), (StoryParams, config.stories)):
         for field in dataclasses.fields(cls):
@@ -426,6 +427,8 @@ def test_aliases_of_ordinary_size_still_work(tmp_path: Path) -> None:
     ("settings:\n  fetch:\n    max_concurrency: 0\n", "settings.fetch.max_concurrency",
      "must be greater than 0, got 0"),
     ("settings:\n  fetch:\n    max_bytes: 0\n", "settings.fetch.max_bytes", "must be greater than 0, got 0"),
+    ("settings:\n  fetch:\n    run_deadline: -5\n", "settings.fetch.run_deadline", "must not be negative, got -5"),
+    ("settings:\n  fetch:\n    run_deadline: .inf\n", "settings.fetch.run_deadline", "must be a finite number"),
 ])
 def test_messages_speak_yaml_not_python(tmp_path: Path, text: str, key: str, message: str) -> None:
     error = config_error(tmp_path, text)

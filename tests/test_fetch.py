@@ -510,3 +510,35 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 )
 def test_parse_cache_max_age(value: str | None, expected: float | None) -> None:
     assert parse_cache_max_age(value) == expected
+
+
+def test_iter_fetch_holds_at_most_max_concurrency_bodies_whatever_the_number_of_feeds(httpserver: HTTPServer) -> None:
+    """Every body was held until all feeds were fetched (300 feeds of 9.5 MB: 2.8 GB): now the
+    caller gets each one, in request order, while at most ``2 * max_concurrency`` others are fetched
+    or waiting for their turn."""
+    from clustering.fetch import iter_fetch
+
+    served = []
+
+    def handler(request: Request) -> Response:
+        served.append(request.path)
+        return Response(b"<rss/>" * 100, content_type="application/rss+xml")
+
+    httpserver.expect_request("/many").respond_with_handler(handler)
+    requests = [FetchRequest(f"feed{i}", httpserver.url_for("/many")) for i in range(40)]
+    consumed = 0
+    for request, result in iter_fetch(requests, max_concurrency=3):
+        assert result.status == "ok" and request.feed_name == result.feed_name == f"feed{consumed}"
+        consumed += 1
+        time.sleep(0.01)  # the caller parses and stores this one meanwhile
+        assert len(served) <= consumed + 2 * 3  # fetched, not yet handed over
+    assert consumed == len(served) == 40
+
+
+def test_iter_fetch_starts_nothing_after_its_deadline(httpserver: HTTPServer) -> None:
+    from clustering.fetch import iter_fetch
+
+    httpserver.expect_request("/feed").respond_with_data(b"<rss/>")
+    requests = [FetchRequest(f"feed{i}", httpserver.url_for("/feed")) for i in range(5)]
+    assert list(iter_fetch(requests, deadline=time.monotonic() - 1)) == []
+    assert len(list(iter_fetch(requests, deadline=time.monotonic() + 60))) == 5

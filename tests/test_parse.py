@@ -399,3 +399,21 @@ def test_clean_article_text_is_storable_plain_and_bounded() -> None:
 def test_feed_entry_titles_are_cut_like_api_titles() -> None:
     (entry,) = parse_bytes(rss(f"<item><title>{'Headline ' * 300}</title><link>https://x.test/1</link></item>")).entries
     assert len(entry.title) <= parse.MAX_TITLE_CHARS and entry.title.endswith("…")
+
+
+def test_text_with_many_unclosed_angle_brackets_is_read_in_linear_time() -> None:
+    """``"x<y "`` repeated: html.parser scanned to the end from every ``<`` (20,000 characters 2 s,
+    40,000 16 s; the 400,000 here about half an hour).  Not a timing: a child with 60 s of CPU, which
+    the linear reading uses a hundredth of, and the quadratic one overruns many times."""
+    import subprocess
+    import sys
+
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_CPU, (60, 60))\n"
+            "from clustering.parse import clean_article_text\n"
+            "for unit in ('x<y ', '<a b=c ', '<!-- a> ', 'a<a\\n'):\n"
+            "    title, text = clean_article_text('t', [unit * 100_000])\n"
+            "    assert text.startswith(unit.strip()[:3]) and 9_000 < len(text) <= 10_000, text[:40]\n"
+            "print('ok')\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr[-500:]

@@ -10,6 +10,7 @@ import dataclasses
 import logging
 import os
 import random
+import re
 import shutil
 import sqlite3
 import threading
@@ -29,6 +30,7 @@ from clustering import ConfigError, EmbeddingError, LockedError, NotFoundError, 
 from clustering.config import Config, parse_config
 from clustering.embed import HashingEmbedder
 from clustering.fetch import BACKOFF_BASE_SECONDS
+from clustering.report import run_summary
 from clustering.store import run_lock
 from clustering.types import Article, DuplicateLink, Story, StoryDetail
 
@@ -201,6 +203,53 @@ def test_http_failures_are_recorded_per_feed_and_good_feeds_are_stored(server: H
             assert status[name].next_attempt == clock.moment + timedelta(seconds=2 * BACKOFF_BASE_SECONDS)
 
 
+def dead_port() -> int:
+    """A loopback port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_a_run_stops_fetching_at_its_deadline_and_the_rest_go_first_next_time(server: HTTPServer,
+                                                                            tmp_path: Path) -> None:
+    """80 feeds that never answered held a run (and the lock) for 204 s: a run now fetches until
+    settings.fetch.run_deadline, says how many it left, and those go first in the next run."""
+    fetched: list[str] = []
+
+    def slow(request: Request) -> Response:
+        time.sleep(0.4)
+        fetched.append(request.path.strip("/"))
+        return Response(rss(topic_items(request.path.strip("/"), "quake", [1])), content_type="application/rss+xml")
+
+    server.expect_request(re.compile(r"/f\d+")).respond_with_handler(slow)
+    feeds = [{"name": f"f{i:02d}", "url": server.url_for(f"/f{i:02d}")} for i in range(12)]
+    config = hashing_config(feeds, fetch={"run_deadline": 1.5, "max_concurrency": 1})
+    with open_pipeline(tmp_path / "news.db", config, now=Clock()) as pipeline:
+        first = pipeline.run(force=True)
+        assert first.feeds_failed == 0 and 0 < first.feeds_deferred < 12
+        assert first.feeds_ok + first.feeds_deferred == 12 and first.as_dict()["feeds_deferred"] == first.feeds_deferred
+        assert "left for the next run (run deadline)" in run_summary(first)
+        done_first = list(fetched)
+        second = pipeline.run()  # not forced: the deferred feeds are still due, the others are not
+        assert second.feeds_skipped == first.feeds_ok and second.feeds_failed == 0
+        assert not set(fetched[len(done_first):]) & set(done_first)
+
+
+def test_failures_of_a_run_are_one_warning_line_and_each_feed_keeps_its_error(tmp_path: Path,
+                                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """1,980 dead feeds printed 1,980 WARNING lines."""
+    feeds = [{"name": f"dead{i}", "url": f"http://127.0.0.1:{dead_port()}/feed.xml"} for i in range(6)]
+    caplog.set_level(logging.WARNING, logger="clustering")
+    with open_pipeline(tmp_path / "news.db", hashing_config(feeds), now=Clock()) as pipeline:
+        report = pipeline.run()
+        assert report.feeds_failed == 6
+        assert all(status.last_error == "connection refused" for status in pipeline.feeds())
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert line.startswith("6 of 6 feeds failed: 'dead") and "(connection refused)" in line and "and 3 more" in line
+
+
 def test_run_without_force_fetches_only_due_feeds(server: HTTPServer, tmp_path: Path) -> None:
     requests: list[str] = []
 
@@ -345,6 +394,7 @@ def test_an_earlier_copy_becomes_the_canonical_and_the_story_keeps_its_id(tmp_pa
     ({"title": "", "text": "  ", "source": "wire"}, "needs a title or a text"),
     ({"url": "https://wire.test/1"}, "needs a title or a text"),
     ({"title": "Quake", "body": "text"}, "unknown field"),
+    ({"title": "t", 1: "x", "bogus": 2}, "field names must be strings, got 1"),  # was a TypeError (sorting)
     ({"title": "Quake", "source": None}, "source must be a string"),
     ({"title": 42}, "title must be a string"),
     ("just a string", "expected a mapping"),
@@ -595,6 +645,27 @@ def test_two_stories_of_one_event_merge_and_the_old_id_says_where_it_went(tmp_pa
         assert story_members(pipeline) == {"s2": (1, 2, 3, 4, 5)}
         with pytest.raises(NotFoundError, match="'s1' was merged into 's2'"):
             pipeline.story("s1")
+
+
+def test_a_story_listed_in_a_snapshot_can_be_read_while_a_run_merges_it(tmp_path: Path) -> None:
+    """`stories --html` read the list, then each story: a run merging one in between made it exit 1
+    with "story 's1' was merged into 's2'" (2 of 54 calls); the API had the same race."""
+    config = hashing_config(stories={"entity_weight": 0, "story_threshold": 0.6, "short_story_threshold": 0.6})
+    database = tmp_path / "merge.db"
+    with open_pipeline(database, config, embedder=KeyedEmbedder(), now=Clock()) as writer:
+        writer.add_articles(keyed("A", [1, 2, 3]))
+        writer.process()
+        with writer.store.transaction():
+            writer.store.add_story_members({2: "s2", 3: "s2"}, NOW)
+        with open_pipeline(database, config, read_only=True) as reader:
+            with reader.snapshot():
+                listed = [s.id for s in reader.stories()]
+                writer.add_articles(keyed("A", [4, 5]))
+                assert writer.process().merged == 1  # s1 merges into s2 between the list and the reads
+                details = [reader.story(story_id) for story_id in listed]
+            assert [d.story.id for d in details] == listed and sorted(listed) == ["s1", "s2"]
+            with pytest.raises(NotFoundError, match="'s1' was merged into 's2'"):  # outside: the state now
+                reader.story("s1")
 
 
 # --------------------------------------------------------------------------- crash safety

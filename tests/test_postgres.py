@@ -374,7 +374,7 @@ def test_a_version_4_store_is_read_before_a_run_migrates_it(pg_url: str) -> None
     open_store(pg_url).close()  # the schema, then put back to version 4 below
     for statement in ("DROP VIEW story_list", "DROP VIEW article_list", "DROP VIEW duplicate_list",
                       "DROP TABLE story_events", "DROP TABLE runs", "DROP TABLE topics",
-                      "DROP INDEX stories_topic", "UPDATE schema_version SET version = 4"):
+                      "DROP INDEX stories_topic", *WITHOUT_VERSION_5, "UPDATE schema_version SET version = 4"):
         raw(pg_url, statement)
     reader = open_store(pg_url, read_only=True)
     try:
@@ -388,4 +388,166 @@ def test_a_version_4_store_is_read_before_a_run_migrates_it(pg_url: str) -> None
     open_store(pg_url).close()  # a writer migrates it
     assert raw(pg_url, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
     assert raw(pg_url, "SELECT count(*) FROM story_list") == [(0,)]
-    assert store_pg.MIGRATIONS[5] == []  # issue 16's placeholder
+    assert store_pg.MIGRATIONS[5] == store_pg.VERSION_5
+    assert_version_5(pg_url)
+
+
+# --- schema 5 (issue 16): content hashes, their trigger, the window cache's key ----------------------
+WITHOUT_VERSION_5 = ("DROP TRIGGER article_text_edited ON articles", "DROP FUNCTION clustering_text_edited()",
+                     "DROP TABLE cache_keys", "ALTER TABLE articles DROP COLUMN content_hash")
+"""Undo schema 5 on a PostgreSQL store (as issue 18's stores made at 6 before it was merged)."""
+
+
+def assert_version_5(url: str) -> None:
+    assert raw(url, "SELECT data_type FROM information_schema.columns WHERE table_name = 'articles'"
+                    " AND column_name = 'content_hash'") == [("bigint",)]
+    assert raw(url, "SELECT count(*) FROM information_schema.triggers WHERE trigger_name = 'article_text_edited'"
+                    " AND event_manipulation = 'UPDATE' AND action_timing = 'BEFORE'") == [(1,)]
+    assert raw(url, "SELECT name, length(key) FROM cache_keys") == [("window", 32)]
+
+
+def test_a_store_made_at_6_without_schema_5_gains_it_once(pg_url: str) -> None:
+    """Schema 6 was merged while schema 5 was an empty placeholder: a PostgreSQL store made at 6
+    meanwhile gets the content hash, its trigger and the key when next opened for writing."""
+    open_store(pg_url).close()
+    assert_version_5(pg_url)
+    key = raw(pg_url, "SELECT key FROM cache_keys")
+    for statement in WITHOUT_VERSION_5:
+        raw(pg_url, statement)
+    reader = open_store(pg_url, read_only=True)  # a reader changes nothing
+    reader.close()
+    assert raw(pg_url, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'cache_keys'") == [(0,)]
+    first, second = open_store(pg_url), open_store(pg_url)  # the second finds them added
+    first.close()
+    second.close()
+    assert_version_5(pg_url)
+    assert raw(pg_url, "SELECT key FROM cache_keys") != key  # a new random key
+    assert raw(pg_url, "SELECT version FROM schema_version") == [(SCHEMA_VERSION,)]
+
+
+def test_a_run_records_content_hashes_and_an_edit_clears_them(pg_url: str, tmp_path: Path) -> None:
+    """Schema 5 on PostgreSQL: a run stores each article's content hash; an edit of the title or
+    summary clears it (trigger), an edit of anything else does not; the next run that reads the
+    window stores it anew.  The window state is kept in the worker (no cache file for a URL)."""
+    from clustering.store import content_hash
+
+    config = dataclasses.replace(load_config(hashing_sample(tmp_path)), model="hashing")
+    with open_pipeline(pg_url, config) as pipeline:
+        report = pipeline.run()
+        assert report.new_articles > 2
+        rows = raw(pg_url, "SELECT id, title, summary, content_hash FROM articles ORDER BY id")
+        assert len(rows) == report.new_articles
+        assert all(h == content_hash(title, summary) for _, title, summary, h in rows)
+        assert_version_5(pg_url)
+        first, second, third = rows[0][0], rows[1][0], rows[2][0]
+        raw(pg_url, f"UPDATE articles SET title = 'Edited by hand' WHERE id = {first}")
+        raw(pg_url, f"UPDATE articles SET summary = summary WHERE id = {second}")  # named: cleared as on SQLite
+        raw(pg_url, f"UPDATE articles SET url = 'https://example.com/moved' WHERE id = {third}")
+        assert raw(pg_url, f"SELECT id, content_hash FROM articles WHERE id IN ({first}, {second}) ORDER BY id") == \
+            [(first, None), (second, None)]
+        assert raw(pg_url, f"SELECT content_hash FROM articles WHERE id = {third}") == [(rows[2][3],)]
+        assert {a.id: a.content_hash for a in pipeline.store.window(T0.replace(year=1970))}[first] is None
+        newest = max(a.published for a in pipeline.store.window(T0.replace(year=1970)))
+        pipeline.add_articles([{"title": "Quake rescue", "text": "rubble survivors", "source": "api",
+                                "published": newest}])
+        pipeline.run()  # processes the new article: the window's hashes are stored anew
+        assert pipeline._window is not None  # kept in the process
+    assert raw(pg_url, f"SELECT content_hash FROM articles WHERE id = {first}") == \
+        [(content_hash("Edited by hand", rows[0][2]),)]
+    assert raw(pg_url, "SELECT count(*) FROM articles WHERE content_hash IS NULL") == [(0,)]
+    assert not list(tmp_path.rglob("*.window"))
+
+
+def test_snapshot_reads_one_state_while_a_worker_commits(pg_url: str) -> None:
+    """Store.snapshot on PostgreSQL: one REPEATABLE READ READ ONLY transaction, so a story listed
+    is still there when read, whatever another connection commits meanwhile."""
+    writer = open_store(pg_url)
+    try:
+        with writer.transaction():
+            writer.add_articles([new_article("a")], T0)
+        reader = open_store(pg_url, read_only=True)
+        try:
+            with reader.snapshot():
+                assert raw(pg_url, "SELECT 1") == [(1,)]
+                before = reader._query("SELECT count(*) FROM articles")[0][0]
+                with writer.transaction():
+                    writer.add_articles([new_article("b")], T0)
+                with reader.snapshot():  # nested: adds nothing
+                    assert reader._query("SELECT count(*) FROM articles")[0][0] == before == 1
+                assert reader._query("SHOW transaction_isolation")[0][0] == "repeatable read"
+                assert reader._query("SHOW transaction_read_only")[0][0] == "on"
+            assert reader._query("SELECT count(*) FROM articles")[0][0] == 2  # a new state after it
+        finally:
+            reader.close()
+        with writer.snapshot(), pytest.raises(StorageError, match="read-only"):
+            writer.add_articles([new_article("c")], T0)  # a snapshot is for reading, on a writer too
+        assert writer._query("SELECT count(*) FROM articles")[0][0] == 2
+    finally:
+        writer.close()
+
+
+# --- issue 16's bounded run on claimed feeds ------------------------------------------------------
+def test_claimed_feeds_stop_at_the_run_deadline_and_the_rest_stay_due(pg_url: str) -> None:
+    """The claimed path fetches feed by feed through the same iter_fetch under run_deadline: the
+    feeds it claimed but did not reach are released (due now, not at the lease's end), counted as
+    deferred with the due feeds it never claimed, and fetched by the next pass."""
+    import re
+    import time
+
+    from pytest_httpserver import HTTPServer
+    from werkzeug import Response
+
+    from clustering.config import parse_config
+
+    fetched: list[str] = []
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    try:
+        def slow(request: Any) -> Any:
+            time.sleep(0.4)
+            name = request.path.strip("/")
+            fetched.append(name)
+            return Response(f"<rss version='2.0'><channel><title>{name}</title><item><title>{name} quake</title>"
+                            f"<guid>{name}-1</guid><pubDate>Fri, 20 Nov 2026 01:00:00 GMT</pubDate></item>"
+                            "</channel></rss>", content_type="application/rss+xml")
+
+        server.expect_request(re.compile(r"/f\d+")).respond_with_handler(slow)
+        config = parse_config({"settings": {"model": "hashing", "fetch": {"run_deadline": 1.5, "max_concurrency": 1}},
+                               "feeds": [{"name": f"f{i:02d}", "url": server.url_for(f"/f{i:02d}")}
+                                         for i in range(12)]})
+        with open_pipeline(pg_url, config) as pipeline:
+            first = pipeline.run(force=True)
+            assert first.feeds_failed == 0 and 0 < first.feeds_deferred < 12
+            assert first.feeds_ok + first.feeds_deferred == 12 and first.feeds_skipped == 0
+            assert raw(pg_url, "SELECT count(*) FROM feeds WHERE claimed_until IS NOT NULL") == [(0,)]
+            assert raw(pg_url, "SELECT count(*) FROM feeds WHERE next_attempt IS NULL") == [(first.feeds_deferred,)]
+            done_first = list(fetched)
+            second = pipeline.run()  # not forced: the deferred feeds are still due, the others are not
+            assert second.feeds_skipped == first.feeds_ok and second.feeds_failed == 0
+            assert second.feeds_ok > 0 and not set(fetched[len(done_first):]) & set(done_first)
+    finally:
+        server.clear()
+        server.stop()
+
+
+def test_failures_on_claimed_feeds_are_one_warning_line(pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import socket
+
+    from clustering.config import parse_config
+
+    def dead_port() -> int:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return int(probe.getsockname()[1])
+
+    config = parse_config({"settings": {"model": "hashing"},
+                           "feeds": [{"name": f"dead{i}", "url": f"http://127.0.0.1:{dead_port()}/feed.xml"}
+                                     for i in range(6)]})
+    caplog.set_level(logging.WARNING, logger="clustering")
+    with open_pipeline(pg_url, config) as pipeline:
+        report = pipeline.run()
+        assert report.feeds_failed == 6 and report.feeds_deferred == 0
+        assert all(status.last_error == "connection refused" for status in pipeline.feeds())
+    [line] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert line.startswith("6 of 6 feeds failed: 'dead") and "and 3 more" in line

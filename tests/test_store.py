@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -157,7 +158,7 @@ def test_version_1_database_is_migrated_keeping_its_data(db_path: Path) -> None:
     finally:
         migrated.close()
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 def test_version_2_database_is_migrated_keeping_its_data(db_path: Path) -> None:
@@ -186,7 +187,7 @@ def test_version_2_database_is_migrated_keeping_its_data(db_path: Path) -> None:
     finally:
         migrated.close()
     with sqlite3.connect(db_path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == 6
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert "articles_pending" in indexes
         columns = {r[1] for r in raw.execute("PRAGMA table_info(stories)")}
@@ -682,3 +683,159 @@ def test_a_version_4_database_is_read_before_a_run_migrates_it(db_path: Path) ->
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert raw.execute("SELECT id, topic_id, size FROM story_list").fetchall() == [("s1", "t1", 1)]
+
+
+# --- issue 16: the lock and read-only opening under attack and on a full disk ---------------------------
+FULL_DISK = ("import resource, signal, sys\n"
+             "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+             "resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # no file may grow: a full disk\n")
+
+
+def on_a_full_disk(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a child in which no file may grow (writes fail as on a 100 % full disk)."""
+    return subprocess.run([sys.executable, "-c", FULL_DISK + code, *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_content_hashes_are_stored_and_an_edit_clears_them(db_path: Path) -> None:
+    store = Store(db_path)
+    try:
+        [a] = add(store, article("a", summary="first text"))
+        assert store.window(T0)[0].content_hash is not None
+        key = store.cache_key("window")
+        assert len(key) == 32 and store.cache_key("window") == key
+    finally:
+        store.close()
+    with sqlite3.connect(db_path) as raw:
+        raw.execute("UPDATE articles SET summary = 'edited by hand' WHERE id = ?", (a,))
+        raw.execute("DELETE FROM cache_keys")
+    store = Store(db_path)
+    try:
+        assert store.window(T0)[0].content_hash is None  # the trigger cleared it: the next run rehashes
+        assert store.cache_key("window") != key  # a lost key is made anew (the cache goes stale)
+    finally:
+        store.close()
+
+
+def test_a_version_4_database_and_one_made_at_6_without_them_gain_content_hashes_and_the_key(tmp_path: Path) -> None:
+    """Schema 6 (issue 17) was merged while schema 5 was an empty placeholder: a database made at 6
+    meanwhile gets schema 5's column, trigger and key when it is next opened for writing."""
+    from clustering.store import MIGRATIONS
+
+    old, early = tmp_path / "old.db", tmp_path / "early.db"
+    with sqlite3.connect(old) as raw:
+        raw.executescript(VERSION_2)
+        for version in (3, 4):
+            for statement in MIGRATIONS[version]:
+                raw.execute(statement)
+        raw.execute("INSERT INTO articles (source, entry_key, title, summary, published, first_seen, text_hash)"
+                    " VALUES ('wire', 'k1', 'Old article', '', '2024-05-01T12:00:00Z', '2024-05-01T12:00:00Z', 'h')")
+        raw.execute("PRAGMA user_version = 4")
+    Store(early).close()
+    with sqlite3.connect(early) as raw:  # as made by schema 6 with an empty schema 5
+        for statement in ("DROP TRIGGER article_text_edited", "DROP TABLE cache_keys",
+                          "ALTER TABLE articles DROP COLUMN content_hash"):
+            raw.execute(statement)
+    for database in (old, early):
+        store = Store(database)
+        try:
+            assert [a.content_hash for a in store.window(T0 - timedelta(days=3650))] == ([None] if database == old
+                                                                                        else [])
+            assert len(store.cache_key("window")) == 32
+            add(store, article("new"))
+            assert store.window(T0)[-1].content_hash is not None
+        finally:
+            store.close()
+        with sqlite3.connect(database) as raw:
+            assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_run_lock_never_follows_a_planted_link_nor_waits_on_a_fifo(db_path: Path) -> None:
+    victim = db_path.parent / "victim.txt"
+    victim.write_text("precious")
+    lock = Path(f"{db_path}.lock")
+    lock.symlink_to(victim)
+    with pytest.raises(StorageError, match="symbolic link"), run_lock(db_path):
+        pass
+    assert victim.read_text() == "precious"
+    lock.unlink()
+    os.mkfifo(lock)
+    with pytest.raises(StorageError, match="not a plain file"), run_lock(db_path):
+        pass
+    lock.unlink()
+    os.link(victim, lock)
+    with pytest.raises(StorageError, match="hard link"), run_lock(db_path):
+        pass
+    assert victim.read_text() == "precious"
+
+
+def test_run_lock_names_its_holder_and_since_when(db_path: Path) -> None:
+    with run_lock(db_path):
+        pid, since = Path(f"{db_path}.lock").read_text().split()
+        assert int(pid) == os.getpid()
+        with pytest.raises(LockedError, match=rf"pid {pid}, since {since}") as caught, run_lock(db_path):
+            pass
+    assert caught.value.holder_pid == os.getpid() and caught.value.held_since is not None
+    assert abs((caught.value.held_since - datetime.now(timezone.utc)).total_seconds()) < 60
+
+
+def test_run_lock_on_a_full_disk_is_a_storage_error(db_path: Path) -> None:
+    """Writing the holder's pid into the lock on a full disk raised a bare OSError (a traceback)."""
+    result = on_a_full_disk("from clustering.errors import StorageError\n"
+                            "from clustering.store import run_lock\n"
+                            "try:\n"
+                            "    with run_lock(sys.argv[1]):\n"
+                            "        print('locked')\n"
+                            "except StorageError as exc:\n"
+                            "    print('StorageError:', exc)\n", str(db_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("StorageError: cannot write the run lock") and "Traceback" not in result.stderr
+
+
+def test_read_only_store_reads_a_cleanly_closed_database_on_a_full_disk(db_path: Path) -> None:
+    """No -shm file (the last writer closed) and a disk too full to make one: 'disk I/O error' before."""
+    store = Store(db_path)
+    add(store, article("a"), article("b"))
+    store.close()
+    assert not Path(f"{db_path}-shm").exists()
+    code = ("from clustering.store import Store\n"
+            "reader = Store(sys.argv[1], read_only=True)\n"
+            "print(sorted(s.title for s in reader.window(reader.latest_published())))\n")
+    for attempt in range(2):  # the first attempt may leave an empty -shm behind: the second reads too
+        result = on_a_full_disk(code, str(db_path))
+        assert result.returncode == 0 and result.stdout.strip() == "['Title a', 'Title b']", (attempt, result.stderr)
+
+
+def test_read_only_store_on_a_full_disk_still_refuses_while_a_writer_has_the_database_open(db_path: Path) -> None:
+    """With a live -shm (a connection has the database open) the immutable fallback would be unsafe."""
+    store = Store(db_path)
+    add(store, article("a"))
+    try:
+        Path(f"{db_path}-shm").unlink()  # a writer whose index is gone: the -wal has content
+        add(store, article("b"))
+        assert Path(f"{db_path}-wal").stat().st_size
+        result = on_a_full_disk("from clustering.store import Store\nStore(sys.argv[1], read_only=True)\n",
+                                str(db_path))
+        assert result.returncode == 1 and "StorageError" in result.stderr
+    finally:
+        store.close()
+
+
+def test_snapshot_reads_one_state_while_a_writer_commits(db_path: Path) -> None:
+    store = Store(db_path)
+    reader = Store(db_path, read_only=True)
+    try:
+        a, b = add(store, article("a"), article("b"))
+        with store.transaction():
+            store.add_story_members({a: "s1", b: "s2"}, T0)
+        with reader.snapshot():
+            assert {s.id for s in reader.stories()} == {"s1", "s2"}
+            with store.transaction():  # a run merges s2 into s1 meanwhile
+                store.add_story_members({b: "s1"}, T0)
+                store.record_lineage({"s2": "s1"}, {})
+            with reader.snapshot():  # nested: the same snapshot
+                assert [s.article_ids for s in reader.stories(story_ids=["s2"])] == [(b,)]
+        assert reader.stories(story_ids=["s2"]) == [] and reader.story_successor("s2") == "s1"
+    finally:
+        reader.close()
+        store.close()
