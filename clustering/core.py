@@ -342,12 +342,17 @@ class Pipeline:
             left = [n for n in left if n not in names]
             requests = [FetchRequest(feed_name=row["name"], url=by_name[row["name"]].url, etag=row["etag"],
                                      last_modified=row["last_modified"]) for row in claimed]
+            # the feeds of the batch not recorded (the deadline passed, or an error stopped the
+            # pass) are released: due again now, not when the lease lapses; recording a feed
+            # released its claim already
             try:
-                tally.deferred += len(self._fetch_and_store(by_name, requests, tally, deadline))
-            finally:
-                # the feeds of the batch not recorded (deadline passed, or an error): due again now,
-                # not when the lease lapses; a recorded feed's claim is already released
-                self.store.release_claims(list(names), lease_until=lease_until)  # type: ignore[attr-defined]
+                not_reached = self._fetch_and_store(by_name, requests, tally, deadline)
+            except BaseException:
+                with contextlib.suppress(StorageError):  # never mask the cause
+                    self.store.release_claims(list(names), lease_until=lease_until)  # type: ignore[attr-defined]
+                raise
+            self.store.release_claims(not_reached, lease_until=lease_until)  # type: ignore[attr-defined]
+            tally.deferred += len(not_reached)
         if left and time.monotonic() >= deadline:
             due_left = self.store.due_unclaimed(left, now=self._now(), force=force)  # type: ignore[attr-defined]
             tally.deferred += due_left

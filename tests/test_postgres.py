@@ -530,6 +530,33 @@ def test_claimed_feeds_stop_at_the_run_deadline_and_the_rest_stay_due(pg_url: st
         server.stop()
 
 
+def test_a_pass_stopped_by_an_error_releases_the_feeds_it_claimed(pg_url: str, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker whose pass fails while storing (here the second feed of its batch) gives back the
+    claims of the feeds it did not record: another worker need not wait for the lease to lapse."""
+    from clustering.core import Pipeline
+
+    config = dataclasses.replace(load_config(hashing_sample(tmp_path)), model="hashing")
+    stored: list[str] = []
+    real = Pipeline._store_fetched
+
+    def failing(self: Pipeline, feed: Any, result: Any, new_ids: list[int]) -> Any:
+        if stored:
+            raise StorageError("disk gone")
+        stored.append(feed.name)
+        return real(self, feed, result, new_ids)
+
+    monkeypatch.setattr(Pipeline, "_store_fetched", failing)
+    with open_pipeline(pg_url, config) as pipeline, pytest.raises(StorageError, match="disk gone"):
+        pipeline.run()
+    assert raw(pg_url, "SELECT count(*) FROM feeds WHERE claimed_until IS NOT NULL") == [(0,)]
+    assert raw(pg_url, "SELECT name FROM feeds WHERE last_attempt IS NOT NULL") == [(stored[0],)]
+    monkeypatch.undo()
+    with open_pipeline(pg_url, config) as pipeline:
+        report = pipeline.run()  # the rest are due at once
+    assert report.feeds_ok == len(config.feeds) - 1 and report.feeds_skipped == 1
+
+
 def test_failures_on_claimed_feeds_are_one_warning_line(pg_url: str, caplog: pytest.LogCaptureFixture) -> None:
     import logging
     import socket
