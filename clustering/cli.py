@@ -52,7 +52,8 @@ def _add_source_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", "-c", metavar="FILE",
                         help=f"feeds and settings (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG})")
     parser.add_argument("--db", metavar="PATH",
-                        help=f"database file (default: ${DATABASE_ENV}, else settings.database)")
+                        help=f"database file, or a postgresql:// URL (clustering[postgres]) "
+                             f"(default: ${DATABASE_ENV}, else settings.database)")
     parser.add_argument("--sample", action="store_true",
                         help=f"use the bundled offline sample feeds (database ./{SAMPLE_DATABASE})")
 
@@ -79,6 +80,36 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--wait", type=_seconds, default=0.0, metavar="SECONDS",
                      help="if another run holds the lock, wait this long (default: exit at once)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
+
+    worker = add_command("worker", help="run pass after pass; several workers share a PostgreSQL --db",
+                         description="Fetch the due feeds this worker claims, store and embed them, and cluster "
+                                     "when no other worker is clustering; then again.  Several workers on one "
+                                     "PostgreSQL store (--db postgresql://...) share the feeds between them.")
+    _add_source_options(worker)
+    worker.add_argument("--interval", type=_seconds, default=60.0, metavar="SECONDS",
+                        help="wait after a pass that fetched nothing (default 60)")
+    worker.add_argument("--claim-lease", type=_seconds, default=300.0, metavar="SECONDS",
+                        help="how long a feed this worker claimed stays its own if it dies before storing it "
+                             "(default 300)")
+    worker.add_argument("--until-idle", action="store_true",
+                        help="stop once no feed is due or claimed and nothing is left to cluster")
+
+    importer = add_command("import", help="store articles from a JSON Lines or CSV file (then `backfill`)",
+                           description="Store the articles of FILE (.jsonl: one JSON object a line; .csv: a header "
+                                       "row) with the fields title, text, url, published (ISO-8601 with a zone, or "
+                                       "Unix seconds), source, key, by the rules of Pipeline.add_articles; a bad "
+                                       "record names the file and the line, and then nothing is stored.")
+    _add_source_options(importer)
+    importer.add_argument("file", metavar="FILE")
+    backfill = add_command("backfill", help="embed and cluster an imported archive, window by window",
+                           description="Embed every article without a vector (in this process, or on Ray with "
+                                       "--ray), then dedup and cluster one window at a time in publication order, "
+                                       "as cron runs over the same articles would have.")
+    _add_source_options(backfill)
+    backfill.add_argument("--ray", metavar="auto|ADDRESS", help="embed on a Ray cluster (clustering[ray]): auto "
+                                                                "or an address such as ray://HOST:10001")
+    backfill.add_argument("--step", type=_days, default=None, metavar="DAYS",
+                          help="publication time between windowed passes (default: settings.window_days)")
 
     stories = add_command("stories", help="list stories, most recently active first")
     _add_source_options(stories)
@@ -232,6 +263,7 @@ def _number_type(kind: type[int] | type[float], minimum: int, expected: str) -> 
 
 _seconds = _number_type(float, 0, "a finite number of seconds, 0 or more")
 _positive_int = _number_type(int, 1, "a whole number, 1 or more")
+_days = _number_type(float, 0, "a number of days")
 
 
 def parse_since(value: str, now: datetime) -> datetime:
@@ -308,6 +340,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"clustering: every feed fetched in this run failed ({report.feeds_failed}); "
               "see `clustering feeds` for their errors", file=sys.stderr)
         return EXIT_ALL_FEEDS_FAILED
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .report import run_summary
+
+    def report(run: Any) -> None:  # a RunReport
+        if run.new_articles or run.stories_new or run.stories_updated or run.feeds_failed:
+            print(run_summary(run), flush=True)
+
+    with _open(args, claim_lease_seconds=args.claim_lease) as pipeline:
+        passes = pipeline.work(until_idle=args.until_idle, interval_seconds=args.interval, on_pass=report)
+    print(f"worker: {passes} passes", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    with _open(args) as pipeline:
+        report = pipeline.import_articles(args.file)
+    print(f"imported {report.new_articles} new articles of {report.records} in {args.file} "
+          f"({report.seconds:.1f} s); `clustering backfill` embeds and clusters them")
+    return 0
+
+
+def cmd_backfill(args: argparse.Namespace) -> int:
+    with _open(args) as pipeline:
+        report = pipeline.backfill(ray=args.ray, step_days=args.step)
+    where = f"on Ray ({args.ray})" if args.ray else "in this process"
+    print(f"backfill: {report.embedded} articles embedded {where} in {report.embed_seconds:.1f} s; "
+          f"{report.passes} windowed passes in {report.cluster_seconds:.1f} s: {report.duplicates} duplicates, "
+          f"{report.stories_total} stories")
     return 0
 
 
@@ -567,7 +630,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "stories": cmd_stories, "story": cmd_story, "articles": cmd_articles,
+COMMANDS = {"run": cmd_run, "worker": cmd_worker, "import": cmd_import, "backfill": cmd_backfill,
+            "stories": cmd_stories, "story": cmd_story, "articles": cmd_articles,
             "duplicates": cmd_duplicates, "topics": cmd_topics, "changes": cmd_changes, "report": cmd_report,
             "feeds": cmd_feeds, "eval": cmd_eval}
 

@@ -119,7 +119,8 @@ class FeedConfig:
 class Config:
     """Everything a run needs.  ``base_dir`` resolves relative paths (feeds.yaml's folder)."""
 
-    database: Path = Path(DEFAULT_DATABASE)
+    database: Path | str = Path(DEFAULT_DATABASE)
+    """An SQLite file (a Path, or ``:memory:``) or a ``postgresql://`` URL (a str, see ``database_location``)."""
     model: str = DEFAULT_MODEL
     window_days: float = DEFAULT_WINDOW_DAYS
     poll_interval_minutes: float = DEFAULT_POLL_INTERVAL_MINUTES
@@ -133,7 +134,16 @@ class Config:
     report: Path | None = None  # settings.report: the HTML report written after every run
 
     def with_database(self, database: str | Path) -> Config:
-        return dataclasses.replace(self, database=Path(database))
+        return dataclasses.replace(self, database=database_location(database))
+
+
+def database_location(value: str | Path) -> Path | str:
+    """A database setting as the store takes it: a ``postgresql://`` URL stays text (a Path would
+    fold its ``//``); another ``scheme://`` is a ConfigError; anything else is a file path."""
+    from .store import check_database, database_url_scheme
+
+    check_database(value)
+    return str(value) if database_url_scheme(value) is not None else Path(value)
 
 
 def _line(node: Any, key: Any = None) -> int | None:
@@ -247,7 +257,7 @@ def parse_config(document: Any, *, path: str = "<config>", base_dir: Path | None
     feeds = _parse_feeds(reader, root)
     base = base_dir if base_dir is not None else Path(".")
     return Config(
-        database=Path(reader.value(settings, "database", str, "settings", DEFAULT_DATABASE)),
+        database=_database_setting(reader, settings),
         model=reader.value(settings, "model", str, "settings", DEFAULT_MODEL),
         window_days=window_days,
         poll_interval_minutes=reader.value(settings, "poll_interval_minutes", float, "settings",
@@ -346,7 +356,7 @@ def load_config(path: str | Path) -> Config:
     _check_size(document, str(config_path))
     base_dir = config_path.resolve().parent
     config = parse_config(document if document is not None else {}, path=str(config_path), base_dir=base_dir)
-    if not config.database.is_absolute() and str(config.database) != ":memory:":
+    if isinstance(config.database, Path) and not config.database.is_absolute() and str(config.database) != ":memory:":
         config = dataclasses.replace(config, database=base_dir / config.database)
     if config.report is not None and not config.report.is_absolute():
         config = dataclasses.replace(config, report=base_dir / config.report)
@@ -397,3 +407,12 @@ def _item_line(node: Any, index: int) -> int | None:
 def sample_config_path() -> Path:
     """The bundled offline sample (invented outlets covering a few events)."""
     return Path(__file__).resolve().parent / "sample" / "sample-feeds.yaml"
+
+
+def _database_setting(reader: Any, settings: Mapping[str, Any]) -> Path | str:
+    """``settings.database``: a file path or a ``postgresql://`` URL (another scheme names the line)."""
+    value = reader.value(settings, "database", str, "settings", DEFAULT_DATABASE)
+    try:
+        return database_location(value)
+    except ConfigError as exc:
+        raise reader.error(exc.args[0] if exc.args else str(exc), "settings.database", settings, "database") from None

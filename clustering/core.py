@@ -21,8 +21,8 @@ from typing import Any
 from . import dedup, history, labels, listing_queries, stories, topics
 from .config import Config, FeedConfig, load_config, parse_config
 from .embed import Embedder, article_text, make_embedder
-from .errors import ConfigError, EmbeddingError, FeedError, NotFoundError, StorageError, quote_value
-from .store import NewArticle, Store, WindowArticle, run_lock
+from .errors import ConfigError, EmbeddingError, FeedError, LockedError, NotFoundError, StorageError, quote_value
+from .store import NewArticle, Store, WindowArticle, open_store
 from .types import (
     Article,
     ArticleInput,
@@ -67,6 +67,27 @@ in the others): the relabelled ones and, up to this many in all, the window's ne
 Bounds the text a run reads for labels; more stories change which words count as common little."""
 
 
+FEED_CLAIM_BATCH = 2
+"""Feeds a worker claims at a time on a shared (PostgreSQL) store, per concurrent fetch it may make
+(``settings.fetch.max_concurrency``): enough to keep its fetches busy, few enough that the feeds
+spread over the workers instead of going to whichever claims first."""
+
+FEED_CLAIM_LEASE_SECONDS = 300.0
+"""How long a worker's claim on a feed lasts if it never records the fetch (it was killed): then the
+feed is due again for any worker.  Longer than a batch's fetches can take (timeouts, retries)."""
+
+
+@dataclasses.dataclass
+class _IngestTally:
+    ok: int = 0
+    not_modified: int = 0
+    skipped: int = 0
+    deferred: int = 0   # due, not fetched before the run deadline
+    requested: int = 0  # feeds asked of fetch.iter_fetch
+    new_ids: list[int] = dataclasses.field(default_factory=list)
+    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (feed, error)
+
+
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -107,16 +128,39 @@ class ProcessReport:
     merged: int = 0     # stories that merged into another story
 
 
+@dataclasses.dataclass(frozen=True)
+class ImportReport:
+    records: int        # articles read from the file
+    new_articles: int   # of them not stored before (same source and key)
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class BackfillReport:
+    embedded: int       # articles embedded (those without a vector of the configured model)
+    passes: int         # windowed passes (dedup, stories), one per step in time order
+    duplicates: int
+    stories_total: int
+    embed_seconds: float
+    cluster_seconds: float
+
+
+IMPORT_CHUNK = 5000
+"""Articles stored in one transaction by ``clustering import`` (the file is checked whole first)."""
+
+
 class Pipeline:
     """One clustering database and its configuration.  Use as a context manager."""
 
     def __init__(self, config: Config, *, embedder: Embedder | None = None,
                  now: Callable[[], datetime] = utc_now, http_client: Any = None,
                  lock_wait_seconds: float = 0.0, read_only: bool = False,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, claim_lease_seconds: float = FEED_CLAIM_LEASE_SECONDS) -> None:
         """``read_only=True`` opens the database for reading only (stories, story, feeds):
         nothing is created, migrated or written, and it works on read-only storage.
-        ``progress`` is told how long work advances (see ``Progress``)."""
+        ``progress`` is told how long work advances (see ``Progress``).  ``claim_lease_seconds``: on a
+        PostgreSQL store, how long the feeds this worker claims stay its own if it dies (see
+        ``FEED_CLAIM_LEASE_SECONDS``)."""
         self.config = config
         self._embedder = embedder
         self._window: WindowState | None = None   # the window's graph and terms, kept between runs
@@ -126,7 +170,8 @@ class Pipeline:
             raise ConfigError(f"lock_wait_seconds must be a finite number, 0 or more, got {lock_wait_seconds!r}")
         self.lock_wait_seconds = lock_wait_seconds
         self._progress = progress
-        self.store = Store(config.database, read_only=read_only)
+        self.claim_lease_seconds = claim_lease_seconds
+        self.store = open_store(config.database, read_only=read_only)
 
     # --- lifecycle ----------------------------------------------------------------------
     def close(self) -> None:
@@ -156,9 +201,9 @@ class Pipeline:
         """Fetch every due feed, store new articles, then process them."""
         started = time.monotonic()
         self._check_writable()
-        with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds):
+        with self.store.run_lock(wait_seconds=self.lock_wait_seconds):
             ingest = self._ingest(force=force)
-            processed = self._process()
+            processed = self._process_shared(ingest.new_article_ids) if self.store.shared else self._process()
             if self.config.report is not None:
                 self._write_report(self.config.report)
         return RunReport(
@@ -170,6 +215,31 @@ class Pipeline:
             seconds=round(time.monotonic() - started, 3), failed_feeds=ingest.failed_feeds,
             moved=processed.moved, pending=processed.pending, merged=processed.merged,
             feeds_deferred=ingest.feeds_deferred)
+
+    def work(self, *, until_idle: bool = False, interval_seconds: float = 60.0,
+             on_pass: Callable[[RunReport], None] | None = None) -> int:
+        """Run pass after pass (``clustering worker``): several workers share a PostgreSQL store,
+        each fetching the feeds it claims and one at a time clustering.  A pass that fetched nothing
+        waits ``interval_seconds`` (1 s while articles wait to be clustered).  ``until_idle``: return
+        once a pass finds no feed due, none claimed by another worker and nothing left to cluster.
+        Returns the number of passes."""
+        passes = 0
+        while True:
+            try:
+                report = self.run()
+            except LockedError:  # an SQLite store another run holds: try again after the interval
+                time.sleep(interval_seconds)
+                continue
+            passes += 1
+            if on_pass is not None:
+                on_pass(report)
+            if report.feeds_ok + report.feeds_failed + report.feeds_not_modified:
+                continue
+            waiting = self.store.has_unprocessed() or (
+                self.store.shared and self.store.feeds_claimed(self._now()))  # type: ignore[attr-defined]
+            if until_idle and not waiting:
+                return passes
+            time.sleep(min(interval_seconds, 1.0) if waiting else interval_seconds)
 
     def _write_report(self, path: Path) -> None:
         """``settings.report``: the HTML page after a run; a page that cannot be written is a
@@ -183,12 +253,13 @@ class Pipeline:
 
     def ingest(self, *, force: bool = False) -> IngestReport:
         self._check_writable()
-        with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds):
+        with self.store.run_lock(wait_seconds=self.lock_wait_seconds):
             return self._ingest(force=force)
 
     def process(self) -> ProcessReport:
         self._check_writable()
-        with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds):
+        with self.store.run_lock(wait_seconds=self.lock_wait_seconds), \
+                self.store.cluster_lock(wait_seconds=self.lock_wait_seconds):
             return self._process()
 
     def _check_writable(self) -> None:
@@ -199,9 +270,11 @@ class Pipeline:
         """Fetch the due feeds, each parsed and stored in turn (one transaction per feed) while the
         next ones are fetched (fetch.iter_fetch), until ``settings.fetch.run_deadline``: the feeds
         not reached stay due, and the least recently tried go first, so a deadline never starves the
-        same feeds.  Failures are logged one per feed at
-        INFO and summed up in one WARNING line; each feed's error is in ``clustering feeds``."""
-        from .fetch import FetchRequest, iter_fetch
+        same feeds.  On a shared (PostgreSQL) store the feeds are claimed in batches first
+        (``_ingest_claimed``), each batch fetched the same way under the same deadline.  Failures are
+        logged one per feed at INFO and summed up in one WARNING line; each feed's error is in
+        ``clustering feeds``."""
+        from .fetch import FetchRequest
 
         stage = _StageTimer("fetch")
         deadline = time.monotonic() + self.config.fetch.run_deadline
@@ -210,20 +283,90 @@ class Pipeline:
         with self.store.transaction():
             self.store.sync_feeds((f.name, f.url) for f in feeds)
             self.store.repair_feed_state()
-        due: dict[str, tuple[FeedConfig, str]] = {}
-        requests = []
-        skipped = 0
-        for feed in feeds:
-            row = self.store.feed_row(feed.name)
-            next_attempt = row["next_attempt"] if row is not None else None
-            if not force and next_attempt is not None and next_attempt > _text(now):
-                skipped += 1
-                continue
-            due[feed.name] = (feed, (row["last_attempt"] or "") if row is not None else "")
-            requests.append(FetchRequest(feed_name=feed.name, url=feed.url,
-                                         etag=row["etag"] if row is not None else None,
-                                         last_modified=row["last_modified"] if row is not None else None))
-        requests.sort(key=lambda r: due[r.feed_name][1])  # never tried, then the longest ago
+        tally = _IngestTally()
+        if self.store.shared:
+            self._ingest_claimed(feeds, force, tally, deadline)
+        else:
+            due: dict[str, FeedConfig] = {}
+            last_attempt: dict[str, str] = {}
+            requests = []
+            for feed in feeds:
+                row = self.store.feed_row(feed.name)
+                next_attempt = row["next_attempt"] if row is not None else None
+                if not force and next_attempt is not None and next_attempt > _text(now):
+                    tally.skipped += 1
+                    continue
+                due[feed.name] = feed
+                last_attempt[feed.name] = (row["last_attempt"] or "") if row is not None else ""
+                requests.append(FetchRequest(feed_name=feed.name, url=feed.url,
+                                             etag=row["etag"] if row is not None else None,
+                                             last_modified=row["last_modified"] if row is not None else None))
+            requests.sort(key=lambda r: last_attempt[r.feed_name])  # never tried, then the longest ago
+            tally.deferred += len(self._fetch_and_store(due, requests, tally, deadline))
+        failures = tally.failures
+        if failures:
+            named = ", ".join(f"{name!r} ({error})" for name, error in failures[:FAILED_FEEDS_NAMED])
+            more = f" and {len(failures) - FAILED_FEEDS_NAMED} more" if len(failures) > FAILED_FEEDS_NAMED else ""
+            log.warning("%d of %d feeds failed: %s%s; `clustering feeds` shows each one's error",
+                        len(failures), tally.requested, named, more)
+        if tally.deferred:
+            log.warning("the run deadline (settings.fetch.run_deadline, %g s) passed: %d due feeds were not "
+                        "fetched and go first in the next run", self.config.fetch.run_deadline, tally.deferred)
+        stage.done("%d feeds ok, %d not modified, %d failed, %d not due%s; %d new articles", tally.ok,
+                   tally.not_modified, len(failures), tally.skipped,
+                   f", {tally.deferred} left for the next run" if tally.deferred else "", len(tally.new_ids))
+        return IngestReport(tally.ok, len(failures), tally.not_modified, tally.skipped, tuple(tally.new_ids),
+                            tuple(name for name, _ in failures), tally.deferred)
+
+    def _ingest_claimed(self, feeds: Sequence[FeedConfig], force: bool, tally: _IngestTally,
+                        deadline: float) -> None:
+        """Several workers on one store: claim due feeds in batches (``Store.claim_feeds``: each
+        feed goes to one worker, under a lease; never tried or tried longest ago first), and fetch
+        and store each batch feed by feed (``_fetch_and_store``), until none is left or the run
+        deadline passes.  A claimed feed not reached before the deadline has its claim released
+        and stays due (another worker, or the next pass, takes it); due feeds left unclaimed at the
+        deadline count as deferred too."""
+        from .fetch import FetchRequest
+
+        by_name = {f.name: f for f in feeds}
+        left = list(by_name)  # the configured order breaks ties, as a run on SQLite does
+        batch = max(1, FEED_CLAIM_BATCH * self.config.fetch.max_concurrency)
+        while left and time.monotonic() < deadline:
+            claim_now = self._now()
+            lease_until = claim_now + timedelta(seconds=self.claim_lease_seconds)
+            claimed = self.store.claim_feeds(  # type: ignore[attr-defined]
+                left, now=claim_now, lease_until=lease_until, limit=batch, force=force)
+            if not claimed:
+                break
+            names = {row["name"] for row in claimed}
+            left = [n for n in left if n not in names]
+            requests = [FetchRequest(feed_name=row["name"], url=by_name[row["name"]].url, etag=row["etag"],
+                                     last_modified=row["last_modified"]) for row in claimed]
+            # the feeds of the batch not recorded (the deadline passed, or an error stopped the
+            # pass) are released: due again now, not when the lease lapses; recording a feed
+            # released its claim already
+            try:
+                not_reached = self._fetch_and_store(by_name, requests, tally, deadline)
+            except BaseException:
+                with contextlib.suppress(StorageError):  # never mask the cause
+                    self.store.release_claims(list(names), lease_until=lease_until)  # type: ignore[attr-defined]
+                raise
+            self.store.release_claims(not_reached, lease_until=lease_until)  # type: ignore[attr-defined]
+            tally.deferred += len(not_reached)
+        if left and time.monotonic() >= deadline:
+            due_left = self.store.due_unclaimed(left, now=self._now(), force=force)  # type: ignore[attr-defined]
+            tally.deferred += due_left
+            tally.skipped += len(left) - due_left
+        else:
+            tally.skipped += len(left)
+
+    def _fetch_and_store(self, feeds: Mapping[str, FeedConfig], requests: Sequence[Any], tally: _IngestTally,
+                         deadline: float) -> list[str]:
+        """Fetch ``requests`` in order (fetch.iter_fetch: at most 2 x max_concurrency bodies held) and
+        store each feed as it comes (``_store_fetched``: one transaction per feed), until ``deadline``
+        (a ``time.monotonic()`` value); the names of the feeds not reached, which stay due."""
+        from .fetch import iter_fetch
+
         fetch_options: dict[str, Any] = {"timeout_seconds": self.config.fetch.timeout_seconds,
                                          "max_bytes": self.config.fetch.max_bytes,
                                          "max_concurrency": self.config.fetch.max_concurrency,
@@ -231,29 +374,18 @@ class Pipeline:
                                          "deadline": deadline}
         if self.config.fetch.user_agent:
             fetch_options["user_agent"] = self.config.fetch.user_agent
-        counts = {"ok": 0, "not_modified": 0}
-        failures: list[tuple[str, str]] = []
-        new_ids: list[int] = []
-        for request, result in iter_fetch(requests, **fetch_options):
-            error = self._store_fetched(due[request.feed_name][0], result, new_ids)
-            if error is None:
-                counts[result.status] += 1
+        tally.requested += len(requests)
+        reached: set[str] = set()
+        for request, result in iter_fetch(list(requests), **fetch_options):
+            reached.add(request.feed_name)
+            error = self._store_fetched(feeds[request.feed_name], result, tally.new_ids)
+            if error is not None:
+                tally.failures.append((request.feed_name, error))
+            elif result.status == "not_modified":
+                tally.not_modified += 1
             else:
-                failures.append((request.feed_name, error))
-        deferred = len(requests) - counts["ok"] - counts["not_modified"] - len(failures)
-        if failures:
-            named = ", ".join(f"{name!r} ({error})" for name, error in failures[:FAILED_FEEDS_NAMED])
-            more = f" and {len(failures) - FAILED_FEEDS_NAMED} more" if len(failures) > FAILED_FEEDS_NAMED else ""
-            log.warning("%d of %d feeds failed: %s%s; `clustering feeds` shows each one's error",
-                        len(failures), len(requests), named, more)
-        if deferred:
-            log.warning("the run deadline (settings.fetch.run_deadline, %g s) passed: %d due feeds were not "
-                        "fetched and go first in the next run", self.config.fetch.run_deadline, deferred)
-        stage.done("%d feeds ok, %d not modified, %d failed, %d not due%s; %d new articles", counts["ok"],
-                   counts["not_modified"], len(failures), skipped,
-                   f", {deferred} left for the next run" if deferred else "", len(new_ids))
-        return IngestReport(counts["ok"], len(failures), counts["not_modified"], skipped, tuple(new_ids),
-                            tuple(name for name, _ in failures), deferred)
+                tally.ok += 1
+        return [r.feed_name for r in requests if r.feed_name not in reached]
 
     def _store_fetched(self, feed: FeedConfig, result: Any, new_ids: list[int]) -> str | None:
         """Parse one fetched feed and store its new articles and its fetch state (one transaction);
@@ -298,12 +430,91 @@ class Pipeline:
         self._check_writable()
         now = self._now()
         rows = [_input_article(_as_input(a, i, now), now) for i, a in enumerate(articles)]
-        with run_lock(self.config.database, wait_seconds=self.lock_wait_seconds), self.store.transaction():
+        with self.store.run_lock(wait_seconds=self.lock_wait_seconds), self.store.transaction():
             return self.store.add_articles(rows, now)
 
+    # --- archives ---------------------------------------------------------------------
+    def import_articles(self, path: str | Path) -> ImportReport:
+        """Store the articles of a JSON Lines or CSV file (archive.read_records), by the rules of
+        ``add_articles``; every record is checked before any is stored, so a bad line (a ConfigError
+        naming the file and the line) stores nothing.  They are processed by the next run or backfill."""
+        from .archive import read_records
+
+        self._check_writable()
+        started = time.monotonic()
+        now = self._now()
+        rows: list[NewArticle] = []
+        for line, record in read_records(path):
+            try:
+                rows.append(_input_article(_as_input(record, line, now), now))
+            except ConfigError as exc:
+                raise ConfigError(str(exc).replace(f"article #{line}", "article", 1), path=str(path),
+                                  line=line) from None
+        added = 0
+        with self.store.run_lock(wait_seconds=self.lock_wait_seconds):
+            for start in range(0, len(rows), IMPORT_CHUNK):
+                with self.store.transaction():
+                    added += len(self.store.add_articles(rows[start:start + IMPORT_CHUNK], now))
+                self._report("importing", min(start + IMPORT_CHUNK, len(rows)), len(rows))
+        return ImportReport(len(rows), added, round(time.monotonic() - started, 3))
+
+    def backfill(self, *, ray: str | None = None, step_days: float | None = None) -> BackfillReport:
+        """Process an archive: embed every article without a vector (in this process, or on Ray with
+        ``ray="auto"`` or a cluster address: archive.embed_on_ray), then one windowed pass (dedup,
+        stories) per ``step_days`` (default ``window_days``) of publication time, oldest first, each
+        as a run would have seen the store then: the stories are those of cron runs at those times."""
+        self._check_writable()
+        step = timedelta(days=step_days if step_days is not None else self.config.window_days)
+        if step <= timedelta(0):
+            raise ConfigError(f"backfill step must be more than 0 days, got {step_days!r}")
+        with self.store.run_lock(wait_seconds=self.lock_wait_seconds), \
+                self.store.cluster_lock(wait_seconds=self.lock_wait_seconds):
+            started = time.monotonic()
+            model = self.model_name
+            missing = self.store.articles_without_embedding(model)
+            if ray is not None:
+                from .archive import embed_on_ray
+
+                def save(ids: list[int], vectors: Any) -> None:
+                    with self.store.transaction():
+                        self.store.save_embeddings(model, ids, vectors)
+
+                embed_on_ray(missing, model=self.config.model, device=self.config.embedding.device,
+                             batch_size=self.config.embedding.batch_size, address=ray, save=save,
+                             progress=lambda done, total: self._report("embedding", done, total))
+            else:
+                self._embed_rows(missing, model)
+            embed_seconds = time.monotonic() - started
+            started = time.monotonic()
+            passes = duplicates = 0
+            bounds = self.store.unprocessed_span()
+            if bounds is not None:
+                until, last = bounds[0] + step, bounds[1]
+                while True:
+                    report = self._process(until=min(until, last))
+                    passes += 1
+                    duplicates += report.duplicates
+                    self._report("windowed passes", passes, math.ceil((last - bounds[0]) / step))
+                    if until >= last:
+                        break
+                    until += step
+            return BackfillReport(len(missing), passes, duplicates, self.store.story_count(),
+                                  round(embed_seconds, 3), round(time.monotonic() - started, 3))
+
+    def _embed_rows(self, rows: Sequence[Any], model: str) -> None:
+        """Embed (id, title, summary) rows and store the vectors, a transaction per EMBED_CHUNK."""
+        for start in range(0, len(rows), EMBED_CHUNK):
+            chunk = rows[start:start + EMBED_CHUNK]
+            vectors = self._embed([article_text(r["title"], r["summary"]) for r in chunk], chunk)
+            with self.store.transaction():
+                self.store.save_embeddings(model, [r["id"] for r in chunk], vectors)
+            self._report("embedding", start + len(chunk), len(rows))
+
     # --- processing ---------------------------------------------------------------------
-    def _process(self) -> ProcessReport:
-        if not self.store.has_unprocessed():
+    def _process(self, until: datetime | None = None) -> ProcessReport:
+        """Embed, dedup and cluster the unprocessed articles; ``until`` (backfill): as if no article
+        published after it were stored yet."""
+        if not self.store.has_unprocessed(until):
             log.info("process: no new articles (nothing embedded or clustered)")
             # the window has not moved since the last run: its articles in no story are the same
             last = history.last_run(self.store)
@@ -312,18 +523,18 @@ class Pipeline:
         stage = _StageTimer("embed")
         model = self.model_name
         # the window only moves forward, so what it holds after embedding is covered
-        missing = self.store.articles_without_embedding(model, since=self._window_start(self._now()))
-        for start in range(0, len(missing), EMBED_CHUNK):
-            chunk = missing[start:start + EMBED_CHUNK]
-            vectors = self._embed([article_text(r["title"], r["summary"]) for r in chunk], chunk)
-            with self.store.transaction():
-                self.store.save_embeddings(model, [r["id"] for r in chunk], vectors)
-            self._report("embedding", start + len(chunk), len(missing))
+        missing = self.store.articles_without_embedding(model, since=self._window_start(self._now(), until))
+        self._embed_rows(missing, model)
         stage.done("%d articles with %s", len(missing), model)
         stage = _StageTimer("dedup")
         now = self._now()
-        since = self._readable_window_start(now)
-        window = self.store.window(since)
+        since = self._readable_window_start(now, until)
+        window = self.store.window(since, until)
+        if self.store.shared:  # another worker may have stored articles since the embedding above
+            waiting = [a.id for a in window if not a.processed]
+            embedded = self.store.embedded_ids(waiting, model)
+            if len(embedded) < len(waiting):
+                window = [a for a in window if a.processed or a.id in embedded]
         vectors = self.store.vectors([a.id for a in window], model)
         unprocessed = [a.id for a in window if not a.processed]
 
@@ -388,6 +599,27 @@ class Pipeline:
                              moved=len(assignment.moved_from), pending=len(assignment.pending),
                              merged=len(assignment.merged_into))
 
+    def _process_shared(self, new_ids: Sequence[int]) -> ProcessReport:
+        """A worker on a shared store: embed what it fetched, then run the window stages unless
+        another worker is running them (that worker, or the next run, takes these articles)."""
+        embedded = self._embed_articles(new_ids)
+        try:
+            with self.store.cluster_lock():
+                report = self._process()
+        except LockedError:
+            log.info("process: another worker is clustering; %d new articles wait for the next pass", len(new_ids))
+            return ProcessReport(embedded, 0, 0, 0, self.store.story_count(), 0)
+        return dataclasses.replace(report, embedded=report.embedded + embedded)
+
+    def _embed_articles(self, ids: Sequence[int]) -> int:
+        """Embed those of ``ids`` that have no vector yet (a transaction per chunk); the count."""
+        if not ids:
+            return 0
+        model = self.model_name
+        missing = self.store.articles_to_embed(ids, model)
+        self._embed_rows(missing, model)
+        return len(missing)
+
     def _report(self, stage: str, done: int, total: int) -> None:
         if self._progress is not None:
             self._progress(stage, done, total)
@@ -415,22 +647,22 @@ class Pipeline:
         never later than now.  ``clustering stories --since 2d`` counts back from here too."""
         return self._window_end(self._now())
 
-    def _window_end(self, now: datetime) -> datetime:
-        latest = self.store.latest_published() or now
+    def _window_end(self, now: datetime, until: datetime | None = None) -> datetime:
+        latest = self.store.latest_published(until) or now
         return min(now, latest)
 
-    def _window_start(self, now: datetime) -> datetime:
+    def _window_start(self, now: datetime, until: datetime | None = None) -> datetime:
         """The window ends at the newest article (never after now): a replayed archive or
         the bundled sample behaves as it did live."""
-        return self._window_end(now) - timedelta(days=self.config.window_days)
+        return self._window_end(now, until) - timedelta(days=self.config.window_days)
 
-    def _readable_window_start(self, now: datetime) -> datetime:
+    def _readable_window_start(self, now: datetime, until: datetime | None = None) -> datetime:
         """The window start, once every stored time the window reads is readable: reading a
         stored value is never fatal to a run (Store.repair_times warns about each repair)."""
-        since = self._window_start(now)
+        since = self._window_start(now, until)
         with self.store.transaction():
             repaired = self.store.repair_times(since=since, now=now)
-        return self._window_start(now) if repaired else since
+        return self._window_start(now, until) if repaired else since
 
     def _relabel(self, canonical: Sequence[WindowArticle], vectors: Any, assignment: stories.StoryAssignment,
                  copies_moved: Iterable[str], now: datetime) -> tuple[dict[str, str], dict[str, str]]:
@@ -493,7 +725,7 @@ class Pipeline:
 
         started = time.monotonic()
         path = window.cache_path(self.config.database)
-        key = self.store.cache_key("window")
+        key = self.store.cache_key("window") if path is not None else b""  # no file: nothing to seal
         previous = self._window if self._window is not None else window.load(path, key, window_rows=len(canonical))
         by_id = {a.id: a for a in canonical}
         unhashed = {a.id: content_hash(a.title, a.summary) for a in canonical if a.content_hash is None}

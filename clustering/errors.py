@@ -8,7 +8,8 @@ caller (and the CLI) needs a single ``except`` clause::
     │                                   names the file, the key and the line
     ├── FeedError                       one feed could not be fetched or parsed;
     │                                   recorded on that feed, never fatal to a run
-    ├── StorageError                    SQLite failed; wraps sqlite3.Error once
+    ├── StorageError                    the database failed; wraps sqlite3.Error or
+    │                                   psycopg.Error once, where it arises
     │   └── LockedError                 another run holds the database lock
     ├── EmbeddingError                  the embedding model could not be loaded/run
     └── NotFoundError (also KeyError)   a story or article id does not exist

@@ -96,9 +96,10 @@ def store_run(store: Store, *, finished: datetime, processed: int, unassigned: i
     """Write one run and its events (inside the caller's transaction); returns the run id."""
     from .store import to_text
 
-    cursor = store._write("INSERT INTO runs (finished, processed, unassigned, pending) VALUES (?, ?, ?, ?)",
-                          (to_text(finished), processed, unassigned, pending))
-    run_id = int(cursor.lastrowid)  # type: ignore[arg-type]
+    # RETURNING, not lastrowid: a PostgreSQL cursor has none
+    row = store._write("INSERT INTO runs (finished, processed, unassigned, pending) VALUES (?, ?, ?, ?) RETURNING id",
+                       (to_text(finished), processed, unassigned, pending)).fetchone()
+    run_id = int(row[0])
     store._write_many("INSERT INTO story_events (run_id, story_id, kind, article_id, other_story_id, label_before,"
                       " label_after) VALUES (?, ?, ?, ?, ?, ?, ?)",
                       ((run_id, e.story_id, e.kind, e.article_id, e.other_story_id, e.label_before, e.label_after)

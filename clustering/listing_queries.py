@@ -47,9 +47,10 @@ def save_topics(store: Store, names: dict[str, tuple[str, Sequence[str]]], now: 
 
 def topics(store: Store, *, since: datetime | None = None, limit: int | None = None) -> list[Topic]:
     """Topics with stories that have members, most recently active first."""
-    sql = ("SELECT s.topic_id, t.name, t.keywords, count(DISTINCT s.id) AS stories, count(m.article_id) AS size,"
-           " min(a.published) AS first, max(a.published) AS last,"
-           " group_concat(DISTINCT s.id) AS story_ids FROM stories s"
+    # max(t.name): one topic row per group, aggregated so PostgreSQL accepts it outside GROUP BY
+    sql = ("SELECT s.topic_id, max(t.name) AS name, max(t.keywords) AS keywords, count(DISTINCT s.id) AS stories,"
+           " count(m.article_id) AS size, min(a.published) AS first, max(a.published) AS last,"
+           f" {store._concat_distinct.format(column='s.id')} AS story_ids FROM stories s"
            " JOIN story_members m ON m.story_id = s.id JOIN articles a ON a.id = m.article_id"
            " LEFT JOIN topics t ON t.id = s.topic_id WHERE s.topic_id IS NOT NULL GROUP BY s.topic_id")
     params: list[Any] = []
@@ -81,10 +82,11 @@ def list_articles(store: Store, *, story_id: str | None = None, unassigned: bool
     if unassigned:
         where.append("m.story_id IS NULL AND d.canonical_id IS NULL")
     if sources is not None:
-        where.append(f"a.source IN ({','.join('?' * len(sources))})" if sources else "0")
+        where.append(f"a.source IN ({','.join('?' * len(sources))})" if sources else "1 = 0")
         params.extend(sources)
     for word in words:
-        where.append("(instr(lower(a.title), ?) > 0 OR instr(lower(a.summary), ?) > 0)")
+        where.append(f"({store._contains.format(column='lower(a.title)')}"
+                     f" OR {store._contains.format(column='lower(a.summary)')})")
         params += [word.lower(), word.lower()]
     if since is not None:
         where.append("a.published >= ?")
@@ -115,7 +117,7 @@ def duplicate_rows(store: Store, *, story_id: str | None = None, since: datetime
         where.append("published >= ?")
         params.append(to_text(since))
     if sources is not None:
-        where.append(f"source IN ({','.join('?' * len(sources))})" if sources else "0")
+        where.append(f"source IN ({','.join('?' * len(sources))})" if sources else "1 = 0")
         params.extend(sources)
     if where:
         sql += " WHERE " + " AND ".join(where)

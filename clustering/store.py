@@ -213,6 +213,12 @@ _AFTER_EVERY_DATE = "9999-12-31T23:59:59Z"
 """A ``published`` text later than any stored one (``to_text`` sorts as time)."""
 
 
+def newer_schema_error(database: str, version: int) -> StorageError:
+    """A database written by a newer clustering: refused, never downgraded."""
+    return StorageError(f"database {database} has schema version {version}, newer than this clustering "
+                        f"({SCHEMA_VERSION}); upgrade clustering")
+
+
 def schema_statements(script: str) -> list[str]:
     """The statements of an SQL script (a trigger body's own semicolons do not end it)."""
     statements: list[str] = []
@@ -332,6 +338,38 @@ def vector_ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
             ranges.append((article_id, article_id))
     return ranges
 
+DATABASE_URL_SCHEMES = ("postgresql", "postgres")
+"""The URL schemes ``--db``/``settings.database`` accept (PostgreSQL, ``clustering[postgres]``);
+any other ``scheme://`` is refused rather than taken for a file path."""
+
+
+def database_url_scheme(database: str | Path) -> str | None:
+    """The scheme of a database URL (``postgresql://…``), None for a file path or ``:memory:``."""
+    text = str(database)
+    head, separator, _ = text.partition("://")
+    if not separator or not head or not all(c.isalnum() or c in "+-." for c in head) or not head[0].isalpha():
+        return None
+    return head.lower()
+
+
+def check_database(database: str | Path) -> None:
+    """Refuse a URL this version cannot open (ConfigError naming the scheme)."""
+    scheme = database_url_scheme(database)
+    if scheme is not None and scheme not in DATABASE_URL_SCHEMES:
+        raise ConfigError(f"database {scheme}://…: unsupported URL scheme {scheme!r}; use a file path for SQLite "
+                          "or postgresql://USER@HOST/NAME for PostgreSQL")
+
+
+def open_store(database: str | Path, *, read_only: bool = False) -> Store:
+    """The store ``database`` names: a ``postgresql://`` URL or an SQLite file (``:memory:`` too)."""
+    check_database(database)
+    if database_url_scheme(database) is not None:
+        from .store_pg import PostgresStore
+
+        return PostgresStore(str(database), read_only=read_only)
+    return Store(database, read_only=read_only)
+
+
 class Store:
     """A connection to one clustering database.
 
@@ -339,6 +377,23 @@ class Store:
     database that does not exist is a StorageError saying so, and one on read-only storage
     is still read (see :meth:`_connect_read_only`).
     """
+
+    shared = False
+    """Whether several processes may write at once (PostgreSQL workers); SQLite runs take the run lock."""
+    _errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+    """The database driver's errors: each becomes a StorageError where it arises, naming the database."""
+    _begin = "BEGIN IMMEDIATE"
+    _begin_snapshot = "BEGIN"
+    """How ``snapshot`` starts its read transaction (a WAL reader keeps the state of its first read)."""
+    _concat_members = "group_concat(m.article_id || ' ' || a.published)"
+    """Story members as ``id published`` pairs, comma-separated (``_time_ordered`` reads them)."""
+    _concat_distinct = "group_concat(DISTINCT {column})"
+    """The distinct values of a text column, comma-separated (listing_queries.topics)."""
+    _contains = "instr({column}, ?) > 0"
+    """Whether a text column holds the parameter (listing_queries.list_articles --search)."""
+    _not_integer = "typeof({column}) != 'integer'"
+    _unreadable_time = _UNREADABLE_TIME_SQL
+    _shifted_time = "strftime('%Y-%m-%dT%H:%M:%SZ', {column}, ?)"
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
         self.path = str(path)
@@ -400,29 +455,32 @@ class Store:
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
         """Read inside one transaction: every query sees the database as it was at the first one,
-        whatever a run commits meanwhile (WAL readers keep their snapshot).  Nests: inside a
+        whatever a run commits meanwhile (WAL readers keep their snapshot; on PostgreSQL one
+        ``REPEATABLE READ READ ONLY`` transaction, ``_begin_snapshot``).  Nests: inside a
         transaction already, it adds nothing."""
-        if self._db.in_transaction:
+        if self._in_transaction():
             yield
             return
         try:
-            self._db.execute("BEGIN")
-        except sqlite3.Error as exc:
+            self._db.execute(self._begin_snapshot)
+        except self._errors as exc:
             raise StorageError(f"cannot start reading {self.path}: {exc}") from exc
         try:
             yield
         finally:
-            if self._db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
+            if self._in_transaction():
+                with contextlib.suppress(*self._errors):
                     self._db.execute("COMMIT")
+
+    def _in_transaction(self) -> bool:
+        return self._db.in_transaction
 
     def _check_readable_version(self) -> None:
         """Read-only: nothing is migrated, so read what this version can read (every older
         schema holds the columns the reading queries use) and refuse the rest."""
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise StorageError(f"database {self.path} has schema version {version}, newer than this "
-                               f"clustering ({SCHEMA_VERSION}); upgrade clustering")
+            raise newer_schema_error(self.path, version)
         if version == 0:
             raise StorageError(f"{self.path} is not a clustering database (a `clustering run` on an empty "
                                "file makes it one)")
@@ -439,8 +497,7 @@ class Store:
             self._add_missing_version_5()
             return
         if version > SCHEMA_VERSION:
-            raise StorageError(f"database {self.path} has schema version {version}, newer than this "
-                               f"clustering ({SCHEMA_VERSION}); upgrade clustering")
+            raise newer_schema_error(self.path, version)
         if version == 0:
             tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE type='table'").fetchone()[0]
             if tables:
@@ -474,47 +531,77 @@ class Store:
                     self._db.execute(statement)
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> Iterator[Any]:
         """One atomic unit of work: all of it lands or none of it."""
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
+            self._db.execute(self._begin)
+        except self._errors as exc:
             raise StorageError(f"cannot start a transaction on {self.path}: {exc}") from exc
         try:
             yield self._db
         except BaseException:
             # SQLite may already have rolled back (disk full, I/O error): never mask the cause
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(*self._errors):
                 self._db.execute("ROLLBACK")
             raise
         try:
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
+        except self._errors as exc:
+            with contextlib.suppress(*self._errors):
                 self._db.execute("ROLLBACK")
             raise StorageError(f"cannot commit to {self.path}: {exc}") from exc
 
-    def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+    def _query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         try:
             return self._db.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
+        except self._errors as exc:
             raise StorageError(f"query on {self.path} failed: {exc}") from exc
 
-    def _write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+    def _write(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         try:
             return self._db.execute(sql, params)
-        except sqlite3.Error as exc:
+        except self._errors as exc:
             raise StorageError(f"write to {self.path} failed: {exc}") from exc
 
     def _write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         try:
             self._db.executemany(sql, rows)
-        except sqlite3.Error as exc:
+        except self._errors as exc:
             raise StorageError(f"write to {self.path} failed: {exc}") from exc
+
+    def run_lock(self, *, wait_seconds: float = 0.0) -> contextlib.AbstractContextManager[None]:
+        """The lock a run holds from fetching to clustering: one run at a time on an SQLite file."""
+        return run_lock(self.path, wait_seconds=wait_seconds)
+
+    @contextlib.contextmanager
+    def cluster_lock(self, *, wait_seconds: float = 0.0) -> Iterator[None]:
+        """The lock the window stages (dedup, stories) hold; on SQLite the run lock covers them."""
+        yield
+
+    def articles_to_embed(self, ids: Sequence[int], model: str) -> list[Any]:
+        """(id, title, summary) of those of ``ids`` with no ``model`` embedding, by id."""
+        rows: list[Any] = []
+        for start in range(0, len(ids), 500):
+            chunk = [int(i) for i in ids[start:start + 500]]
+            marks = ",".join("?" * len(chunk))
+            rows.extend(self._query(f"SELECT a.id, a.title, a.summary FROM articles a WHERE a.id IN ({marks}) AND NOT"
+                                    " EXISTS (SELECT 1 FROM embeddings e WHERE e.article_id = a.id AND e.model = ?)",
+                                    [*chunk, model]))
+        return sorted(rows, key=lambda r: r["id"])
+
+    def embedded_ids(self, ids: Sequence[int], model: str) -> set[int]:
+        """Those of ``ids`` that have a ``model`` embedding stored."""
+        found: set[int] = set()
+        for start in range(0, len(ids), 500):
+            chunk = [int(i) for i in ids[start:start + 500]]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self._query(f"SELECT article_id FROM embeddings WHERE model = ?"
+                                                   f" AND article_id IN ({marks})", [model, *chunk]))
+        return found
 
     def close(self) -> None:
         if hasattr(self, "_db"):
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(*self._errors):
                 self._db.close()
 
     # --- feeds ------------------------------------------------------------------------
@@ -523,12 +610,12 @@ class Store:
         for name, url in feeds:
             row = self._query("SELECT url FROM feeds WHERE name = ?", (name,))
             if not row:
-                self._write("INSERT INTO feeds (name, url) VALUES (?, ?)", (name, url))
+                self._write("INSERT INTO feeds (name, url) VALUES (?, ?) ON CONFLICT DO NOTHING", (name, url))
             elif row[0]["url"] != url:
                 self._write("UPDATE feeds SET url = ?, etag = NULL, last_modified = NULL, next_attempt = NULL,"
                             " consecutive_errors = 0 WHERE name = ?", (url, name))
 
-    def feed_row(self, name: str) -> sqlite3.Row | None:
+    def feed_row(self, name: str) -> Any:
         rows = self._query("SELECT * FROM feeds WHERE name = ?", (name,))
         return rows[0] if rows else None
 
@@ -548,14 +635,15 @@ class Store:
         """Make a feed whose stored schedule cannot be read due now (an unreadable
         ``next_attempt`` would sort after every real time and skip the feed for ever; an
         error count that is not a number is reset); return the feed names, each warned about."""
+        not_integer = self._not_integer.format(column="consecutive_errors")
         rows = self._query("SELECT name, next_attempt, consecutive_errors FROM feeds WHERE"
-                           f" (next_attempt IS NOT NULL AND {_UNREADABLE_TIME_SQL.format(column='next_attempt')})"
-                           " OR typeof(consecutive_errors) != 'integer'")
+                           f" (next_attempt IS NOT NULL AND {self._unreadable_time.format(column='next_attempt')})"
+                           f" OR {not_integer}")
         for row in rows:
             log.warning("feed %r: stored schedule (next attempt %s, %s errors) is not readable; the feed is due now",
                         row["name"], quote_value(row["next_attempt"]), quote_value(row["consecutive_errors"]))
-            self._write("UPDATE feeds SET next_attempt = NULL, consecutive_errors = CASE WHEN"
-                        " typeof(consecutive_errors) = 'integer' THEN consecutive_errors ELSE 0 END WHERE name = ?",
+            self._write(f"UPDATE feeds SET next_attempt = NULL, consecutive_errors = CASE WHEN {not_integer}"
+                        " THEN 0 ELSE consecutive_errors END WHERE name = ?",
                         (row["name"],))
         return [row["name"] for row in rows]
 
@@ -578,17 +666,22 @@ class Store:
         """Insert the articles not stored yet (same source + entry key); return new ids."""
         new_ids: list[int] = []
         for article in articles:
-            cursor = self._write(
-                "INSERT OR IGNORE INTO articles (source, entry_key, title, summary, url, published,"
-                " published_estimated, first_seen, text_hash, author, content_hash) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            # NOT EXISTS first: PostgreSQL spends an id on a row ON CONFLICT drops, and the ids (and the
+            # story ids named after them) would then differ from SQLite's for the same articles
+            row = self._write(
+                "INSERT INTO articles (source, entry_key, title, summary, url, published,"
+                " published_estimated, first_seen, text_hash, author, content_hash) SELECT ?,?,?,?,?,?,?,?,?,?,?"
+                " WHERE NOT EXISTS (SELECT 1 FROM articles WHERE source = ? AND entry_key = ?)"
+                " ON CONFLICT DO NOTHING RETURNING id",
                 (article.source, article.entry_key, article.title, article.summary, article.url,
                  to_text(article.published), int(article.published_estimated), to_text(now),
-                 article.text_hash, article.author, content_hash(article.title, article.summary)))
-            if cursor.rowcount == 1:
-                new_ids.append(int(cursor.lastrowid))  # type: ignore[arg-type]
+                 article.text_hash, article.author, content_hash(article.title, article.summary),
+                 article.source, article.entry_key)).fetchone()
+            if row is not None:
+                new_ids.append(int(row[0]))
         return new_ids
 
-    def articles_without_embedding(self, model: str, since: datetime | None = None) -> list[sqlite3.Row]:
+    def articles_without_embedding(self, model: str, since: datetime | None = None) -> list[Any]:
         """Articles a run needs embedded with ``model`` that have no such embedding: every
         unprocessed one, and those published since ``since`` (the window: a changed model
         re-embeds it); oldest id first.  Processed articles before ``since`` are not read."""
@@ -603,7 +696,8 @@ class Store:
     def save_embeddings(self, model: str, ids: Sequence[int], vectors: np.ndarray) -> None:
         import numpy as np
 
-        self._write_many("INSERT OR REPLACE INTO embeddings (article_id, model, vector) VALUES (?, ?, ?)",
+        self._write_many("INSERT INTO embeddings (article_id, model, vector) VALUES (?, ?, ?) ON CONFLICT (article_id)"
+                         " DO UPDATE SET model = excluded.model, vector = excluded.vector",
                          ((int(i), model, np.asarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vectors)))
 
     def vectors(self, ids: Sequence[int], model: str) -> np.ndarray:
@@ -618,9 +712,10 @@ class Store:
         found_ids: list[int] = []
         blobs: list[bytes] = []
         for low, high in vector_ranges(ids):
+            # ORDER BY: SQLite scans in id order anyway; PostgreSQL need not
             for article_id, vector in self._db_rows("SELECT article_id, vector FROM embeddings"
-                                                    " WHERE article_id BETWEEN ? AND ? AND model = ?",
-                                                    (low, high, model)):
+                                                    " WHERE article_id BETWEEN ? AND ? AND model = ?"
+                                                    " ORDER BY article_id", (low, high, model)):
                 found_ids.append(article_id)
                 blobs.append(vector)
         wanted = np.asarray(ids, dtype=np.int64)
@@ -640,22 +735,35 @@ class Store:
             cursor = self._db.cursor()
             cursor.row_factory = None
             return cursor.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
+        except self._errors as exc:
             raise StorageError(f"query on {self.path} failed: {exc}") from exc
 
-    def has_unprocessed(self) -> bool:
-        return bool(self._query("SELECT 1 FROM articles WHERE processed = 0 LIMIT 1"))
+    def unprocessed_span(self) -> tuple[datetime, datetime] | None:
+        """The first and last publication times of the unprocessed articles (None: there are none)."""
+        first, last = self._query("SELECT min(published), max(published) FROM articles WHERE processed = 0")[0]
+        start, end = read_time(first), read_time(last)
+        return (start, end) if start is not None and end is not None else None
 
-    def window(self, since: datetime) -> list[WindowArticle]:
-        """Articles published since ``since`` plus every unprocessed one, oldest first.
+    def has_unprocessed(self, until: datetime | None = None) -> bool:
+        """Whether an article waits to be processed (``until``: one published by then)."""
+        if until is None:
+            return bool(self._query("SELECT 1 FROM articles WHERE processed = 0 LIMIT 1"))
+        return bool(self._query("SELECT 1 FROM articles WHERE processed = 0 AND published <= ? LIMIT 1",
+                                (to_text(until),)))
+
+    def window(self, since: datetime, until: datetime | None = None) -> list[WindowArticle]:
+        """Articles published since ``since`` plus every unprocessed one, oldest first; ``until``
+        (a backfill's pass): none published after it.
 
         Two queries, one per index (``published`` range, unprocessed partial index): with
         ``published >= ? OR processed = 0`` SQLite reads every article."""
         select = ("SELECT a.id, a.source, a.title, a.summary, a.url, a.published, a.text_hash, a.processed,"
                   " a.pending_group, d.canonical_id, d.kind, d.score, m.story_id, a.content_hash FROM articles a"
                   " LEFT JOIN duplicates d ON d.article_id = a.id LEFT JOIN story_members m ON m.article_id = a.id")
-        rows = self._query(f"{select} WHERE a.published >= ? UNION ALL {select}"
-                           " WHERE a.processed = 0 AND a.published < ? ORDER BY published, id", (to_text(since),) * 2)
+        end = to_text(until) if until is not None else _AFTER_EVERY_DATE
+        rows = self._query(f"{select} WHERE a.published >= ? AND a.published <= ? UNION ALL {select}"
+                           " WHERE a.processed = 0 AND a.published < ? ORDER BY published, id",
+                           (to_text(since), end, to_text(since)))
         return [WindowArticle(id=r["id"], source=r["source"], title=r["title"], summary=r["summary"], url=r["url"],
                               published=from_text(r["published"]), text_hash=r["text_hash"],  # type: ignore[arg-type]
                               processed=bool(r["processed"]), duplicate_of=r["canonical_id"],
@@ -675,13 +783,15 @@ class Store:
         if rows and isinstance(rows[0][0], bytes) and len(rows[0][0]) == 32:
             return bytes(rows[0][0])
         key = os.urandom(32)
-        self._write("INSERT OR REPLACE INTO cache_keys (name, key) VALUES (?, ?)", (name, key))
+        self._write("INSERT INTO cache_keys (name, key) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET key = excluded.key",
+                    (name, key))
         return key
 
-    def latest_published(self) -> datetime | None:
-        """The newest readable publication time (unreadable values, which the next run
-        repairs, are passed over; normally the first row read is the answer)."""
-        newest = self._query("SELECT max(published) FROM articles")[0][0]
+    def latest_published(self, until: datetime | None = None) -> datetime | None:
+        """The newest readable publication time (``until``: not after it; unreadable values, which
+        the next run repairs, are passed over; normally the first row read is the answer)."""
+        newest = self._query("SELECT max(published) FROM articles WHERE published <= ?",
+                             (to_text(until) if until is not None else _AFTER_EVERY_DATE,))[0][0]
         moment = read_time(newest)
         if moment is not None or newest is None:
             return moment
@@ -691,7 +801,7 @@ class Store:
                 moment = read_time(value)
                 if moment is not None:
                     return moment
-        except sqlite3.Error as exc:
+        except self._errors as exc:
             raise StorageError(f"query on {self.path} failed: {exc}") from exc
         return None
 
@@ -711,11 +821,11 @@ class Store:
         skew = f"+{int(MAX_FUTURE_SKEW.total_seconds())} seconds"
         rows = self._query(
             "SELECT id, published, first_seen FROM articles"
-            " WHERE (published >= :since OR processed = 0 OR published < :earliest)"
-            f" AND ({_UNREADABLE_TIME_SQL.format(column='published')}"
-            f" OR {_UNREADABLE_TIME_SQL.format(column='first_seen')} OR published < :earliest"
-            " OR published > strftime('%Y-%m-%dT%H:%M:%SZ', first_seen, :skew))",
-            {"since": to_text(since), "earliest": earliest, "skew": skew})
+            " WHERE (published >= ? OR processed = 0 OR published < ?)"
+            f" AND ({self._unreadable_time.format(column='published')}"
+            f" OR {self._unreadable_time.format(column='first_seen')} OR published < ?"
+            f" OR published > {self._shifted_time.format(column='first_seen')})",
+            (to_text(since), earliest, earliest, skew))
         repaired: list[int] = []
         for row in rows:
             first_seen = read_time(row["first_seen"])
@@ -730,7 +840,7 @@ class Store:
                             to_text(first_seen))
                 published = first_seen
             self._write("UPDATE articles SET published = ?, first_seen = ?,"
-                        " published_estimated = published_estimated OR ? WHERE id = ?",
+                        " published_estimated = CASE WHEN ? = 1 THEN 1 ELSE published_estimated END WHERE id = ?",
                         (to_text(published), to_text(first_seen), int(to_text(published) != row["published"]),
                          row["id"]))
             repaired.append(int(row["id"]))
@@ -751,10 +861,16 @@ class Store:
         """The stored story ids named after these articles (``s<id>`` and ``s<id>-<n>``):
         every id a new story founded by one of them could be given, that is taken already.
         One index range per article (``s<id>`` ≤ story id < ``s<id>.``), whatever the history."""
-        ids = json.dumps([int(i) for i in article_ids])
-        rows = self._query("SELECT s.id FROM json_each(?) c JOIN stories s"
-                           " ON s.id >= 's' || c.value AND s.id < 's' || c.value || '.'", (ids,))
+        rows = self._query(f"SELECT s.id FROM {self._id_list_table} JOIN stories s"
+                           " ON s.id >= 's' || c.value AND s.id < 's' || c.value || '.'",
+                           (self._id_list([int(i) for i in article_ids]),))
         return {r["id"] for r in rows}
+
+    _id_list_table = "json_each(?) c"
+    """A table ``c`` of one column ``value`` from one parameter holding a list of ids (``_id_list``)."""
+
+    def _id_list(self, ids: list[int]) -> Any:
+        return json.dumps(ids)
 
     def mark_processed(self, ids: Sequence[int]) -> None:
         self._write_many("UPDATE articles SET processed = 1 WHERE id = ?", ((int(i),) for i in ids))
@@ -765,19 +881,21 @@ class Store:
         -> its story now, None when it left one)."""
         changed: dict[int, str | None] = {}
         for article_id, canonical_id, kind, score in links:
-            self._write("INSERT OR REPLACE INTO duplicates (article_id, canonical_id, kind, score, linked)"
-                        " VALUES (?, ?, ?, ?, ?)", (article_id, canonical_id, kind, score, to_text(now)))
+            self._write("INSERT INTO duplicates (article_id, canonical_id, kind, score, linked) VALUES (?, ?, ?, ?, ?)"
+                        " ON CONFLICT (article_id) DO UPDATE SET canonical_id = excluded.canonical_id,"
+                        " kind = excluded.kind, score = excluded.score, linked = excluded.linked",
+                        (article_id, canonical_id, kind, score, to_text(now)))
             moved = self._query("SELECT story_id FROM story_members WHERE article_id = ?", (article_id,))
             if moved:
                 self._write("DELETE FROM story_members WHERE article_id = ?", (article_id,))
                 changed[article_id] = None
-                cursor = self._write("INSERT OR IGNORE INTO story_members (article_id, story_id, added)"
-                                     " VALUES (?, ?, ?)", (canonical_id, moved[0]["story_id"], to_text(now)))
+                cursor = self._write("INSERT INTO story_members (article_id, story_id, added) VALUES (?, ?, ?)"
+                                     " ON CONFLICT DO NOTHING", (canonical_id, moved[0]["story_id"], to_text(now)))
                 if cursor.rowcount == 1:
                     changed[canonical_id] = moved[0]["story_id"]
         return changed
 
-    def _row_to_article(self, r: sqlite3.Row) -> Article:
+    def _row_to_article(self, r: Any) -> Article:
         first_seen = read_time(r["first_seen"])
         published = read_time(r["published"])
         if published is None or first_seen is None:
@@ -816,7 +934,7 @@ class Store:
     # --- stories ----------------------------------------------------------------------
     def add_story_members(self, story_of: dict[int, str], now: datetime) -> None:
         for story_id in set(story_of.values()):
-            self._write("INSERT OR IGNORE INTO stories (id, created, updated) VALUES (?, ?, ?)",
+            self._write("INSERT INTO stories (id, created, updated) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                         (story_id, to_text(now), to_text(now)))
             self._write("UPDATE stories SET updated = ? WHERE id = ?", (to_text(now), story_id))
         # an UPSERT, not INSERT OR REPLACE: a replace would not fire the tally's delete trigger
@@ -873,7 +991,7 @@ class Store:
                 story_ids: Sequence[str] | None = None) -> list[Story]:
         sql = ("SELECT s.id, s.label, s.keywords, s.topic_id, s.split_from, count(m.article_id) AS size,"
                " (SELECT t.name FROM topics t WHERE t.id = s.topic_id) AS topic_name,"
-               " group_concat(m.article_id || ' ' || a.published) AS members,"
+               f" {self._concat_members} AS members,"
                " count(DISTINCT a.source) AS src, min(a.published) AS first, max(a.published) AS last,"
                " (SELECT count(*) FROM duplicates d JOIN story_members mm ON mm.article_id = d.canonical_id"
                "   WHERE mm.story_id = s.id) AS dups,"

@@ -87,9 +87,12 @@ class RefreshReport:
 
 
 def cache_path(database: str | Path) -> Path | None:
-    """Where a database's window cache lives (None for ``:memory:``: kept in the process only)."""
-    if str(database) == ":memory:":
-        return None
+    """Where a database's window cache lives (None for ``:memory:`` and a PostgreSQL URL: kept in the
+    process only)."""
+    from .store import database_url_scheme
+
+    if str(database) == ":memory:" or database_url_scheme(database) is not None:
+        return None  # a server database: each worker keeps its own in memory
     resolved = Path(database).resolve()
     return resolved.with_name(resolved.name + ".window")
 

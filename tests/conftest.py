@@ -38,3 +38,66 @@ def _alias_bomb(levels: int) -> str:
 @pytest.fixture
 def alias_bomb() -> Callable[[int], str]:
     return _alias_bomb
+
+
+# --- PostgreSQL: a throwaway server for the tests that run on both backends ------------------------
+POSTGRES_HOWTO = ("install PostgreSQL (initdb, pg_ctl on PATH) and `pip install -e '.[postgres]'`, or set "
+                  "CLUSTERING_TEST_POSTGRES=postgresql://USER@HOST/DB to a server the tests may create databases in")
+
+
+class PostgresServer:
+    """A PostgreSQL server the tests may create databases in: ``database()`` gives a fresh one's URL."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.count = 0
+
+    def url(self, name: str) -> str:
+        from urllib.parse import urlsplit, urlunsplit
+
+        return urlunsplit(urlsplit(self.base_url)._replace(path=f"/{name}"))
+
+    def database(self) -> str:
+        import os
+
+        import psycopg
+
+        self.count += 1
+        name = f"clustering_test_{os.getpid()}_{self.count}"
+        with psycopg.connect(self.base_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():  # noqa: ANN201 - a generator fixture
+    """A PostgreSQL server for this test session (skips, saying how to get one, where there is none)."""
+    import os
+    import shutil
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip(f"PostgreSQL tests need psycopg: {POSTGRES_HOWTO}")
+    given = os.environ.get("CLUSTERING_TEST_POSTGRES")
+    if given:
+        yield PostgresServer(given)
+        return
+    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+        pytest.skip(f"PostgreSQL tests need initdb and pg_ctl: {POSTGRES_HOWTO}")
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        pytest.skip(f"PostgreSQL tests run as root need runuser (PostgreSQL runs as user postgres): {POSTGRES_HOWTO}")
+    from clustering.store_pg import throwaway_server
+
+    with throwaway_server() as url:
+        yield PostgresServer(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """A fresh database of each backend: an SQLite file path, or a new PostgreSQL database's URL."""
+    if request.param == "sqlite":
+        return tmp_path / "clustering.db"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.database()

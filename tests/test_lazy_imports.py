@@ -18,7 +18,9 @@ from typing import Any
 
 import pytest
 
-HEAVY = {"torch", "faiss", "hdbscan", "sentence_transformers", "sklearn", "transformers"}
+HEAVY = {"torch", "faiss", "hdbscan", "sentence_transformers", "sklearn", "transformers", "psycopg", "ray"}
+"""Never imported by `import clustering` or `--help`; psycopg and ray (the postgres and ray extras) by no
+run on an SQLite store either."""
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "clustering" / "sample"
 
 RUN_CLI = """

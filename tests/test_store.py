@@ -16,7 +16,7 @@ import pytest
 
 from clustering.dedup import text_hash
 from clustering.errors import LockedError, NotFoundError, StorageError
-from clustering.store import SCHEMA, SCHEMA_VERSION, NewArticle, Store, run_lock
+from clustering.store import SCHEMA, SCHEMA_VERSION, NewArticle, Store, open_store, run_lock
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 MODEL = "hashing-8"
@@ -35,7 +35,15 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path):
+def store(database: str | Path):
+    """A store of each backend (conftest ``database``: SQLite, and PostgreSQL where there is one)."""
+    opened = open_store(database)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def sqlite_store(db_path: Path):
     opened = Store(db_path)
     yield opened
     opened.close()
@@ -47,14 +55,14 @@ def add(store: Store, *articles: NewArticle, now: datetime = T0) -> list[int]:
 
 
 # --- opening, schema, migrations -----------------------------------------------------------------
-def test_new_database_gets_schema_and_user_version(store: Store, db_path: Path) -> None:
+def test_new_database_gets_schema_and_user_version(sqlite_store: Store, db_path: Path) -> None:
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"feeds", "articles", "embeddings", "duplicates", "stories", "story_members"} <= tables
 
 
-def test_file_database_uses_wal(store: Store, db_path: Path) -> None:
+def test_file_database_uses_wal(sqlite_store: Store, db_path: Path) -> None:
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -65,11 +73,11 @@ def test_missing_parent_folders_are_created(tmp_path: Path) -> None:
     assert path.is_file()
 
 
-def test_reopening_keeps_data(db_path: Path) -> None:
-    first = Store(db_path)
+def test_reopening_keeps_data(database: str | Path) -> None:
+    first = open_store(database)
     [article_id] = add(first, article("k1", title="Kept across restarts"))
     first.close()
-    second = Store(db_path)
+    second = open_store(database)
     try:
         assert second.article(article_id).title == "Kept across restarts"
         assert add(second, article("k1")) == []
@@ -418,11 +426,11 @@ def test_existing_story_ids_finds_the_ids_named_after_the_articles(store: Store)
     assert store.existing_story_ids(range(200)) == store.story_ids()
 
 
-def test_story_count_is_kept_by_triggers_through_every_kind_of_change(db_path: Path) -> None:
+def test_story_count_is_kept_by_triggers_through_every_kind_of_change(database: str | Path) -> None:
     """Random memberships, moves, duplicate links and deletions (cascades included): the
     running count always equals counting the memberships."""
     rng = np.random.default_rng(5)
-    store = Store(db_path)
+    store = open_store(database)
     try:
         ids = add(store, *(article(f"k{i}", published=T0 + timedelta(minutes=i)) for i in range(60)))
         for step in range(40):
@@ -622,6 +630,26 @@ def test_read_only_store_never_creates_a_database(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="not a clustering database"):
         Store(tmp_path / "empty.db", read_only=True)
     assert (tmp_path / "empty.db").read_bytes() == b""
+
+
+def test_unreadable_and_implausible_times_are_repaired_on_both_backends(store: Store) -> None:
+    """repair_times and repair_feed_state: SQLite's strftime checks, PostgreSQL's two PL/pgSQL functions."""
+    ids = add(store, article("ok"), article("bad"), article("feb31"), article("future"), article("ancient"))
+    with store.transaction():
+        store._write("UPDATE articles SET published = 'yesterday' WHERE id = ?", (ids[1],))
+        store._write("UPDATE articles SET published = '2024-02-31T10:00:00Z' WHERE id = ?", (ids[2],))
+        store._write("UPDATE articles SET published = ? WHERE id = ?", ("2030-01-01T00:00:00Z", ids[3]))
+        store._write("UPDATE articles SET published = ? WHERE id = ?", ("1970-01-02T00:00:00Z", ids[4]))
+        store.sync_feeds([("wire", "https://example.com/feed"), ("desk", "https://example.com/desk")])
+        store._write("UPDATE feeds SET next_attempt = 'soon' WHERE name = 'wire'")
+    with store.transaction():
+        repaired = store.repair_times(since=T0 - timedelta(days=3), now=T0)
+        assert store.repair_feed_state() == ["wire"]
+    assert sorted(repaired) == sorted(ids[1:])
+    for article_id in ids[1:]:
+        assert store.article(article_id).published == T0  # the first-seen time
+    assert store.article(ids[0]).published == T0
+    assert store.feed_row("wire")["next_attempt"] is None
 
 
 def test_a_version_4_database_is_read_before_a_run_migrates_it(db_path: Path) -> None:
