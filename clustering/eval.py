@@ -43,11 +43,12 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "clustering" / "embeddings"
 
 
 class CachedEmbedder:
-    """Wraps an embedder with a persistent text -> vector cache (one .npz per model)."""
+    """Wraps an embedder with a persistent text -> vector cache (one .npz per model and precision)."""
 
     def __init__(self, inner: Embedder, cache_dir: Path) -> None:
         self.inner = inner
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", inner.name)[-80:]
+        variant = getattr(inner, "variant", None)
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", variant() if callable(variant) else inner.name)[-80:]
         self.path = Path(cache_dir) / f"{slug}.npz"
         self._vectors: dict[str, Any] = {}
         self._dirty = False
@@ -154,7 +155,8 @@ def evaluate(docs: Sequence[LabelledDoc], *, config: Config | None = None, embed
         raise ConfigError("no document has any text to evaluate")
     base = config or Config()
     inner = embedder or make_embedder(base.model, device=base.embedding.device,
-                                      batch_size=base.embedding.batch_size)
+                                      batch_size=base.embedding.batch_size,
+                                      precision=base.embedding.precision, threads=base.embedding.threads)
     cached = CachedEmbedder(inner, cache_dir) if cache_dir is not None else None
     use = cached or inner
     order = [i for i in (_order(docs, seed) if stream else range(len(docs))) if i not in empty]

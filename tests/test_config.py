@@ -137,7 +137,7 @@ def test_defaults_when_settings_are_missing(tmp_path: Path) -> None:
     assert config.window_days == DEFAULT_WINDOW_DAYS
     assert config.poll_interval_minutes == DEFAULT_POLL_INTERVAL_MINUTES
     assert (config.fetch, config.dedup, config.stories) == (FetchSettings(), DedupParams(), StoryParams())
-    assert config.embedding == EmbeddingSettings(device="auto", batch_size=32)
+    assert config.embedding == EmbeddingSettings(device="auto", batch_size="auto", precision="auto", threads="auto")
     assert config.feeds == (FeedConfig(name="one", url="https://example.com/feed.xml"),)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +13,19 @@ from clustering.config import EmbeddingSettings, parse_config
 from clustering.embed import (
     DEFAULT_MODEL,
     EMBED_BATCH_SIZE,
+    EMBED_BATCH_TOKENS,
+    LENGTH_STEP,
     HashingEmbedder,
     SentenceTransformerEmbedder,
     is_device,
     make_embedder,
+    padded_length,
+    plan_batches,
     resolve_device,
+    resolve_precision,
+    resolve_threads,
 )
+from clustering.errors import ConfigError
 from clustering.errors import EmbeddingError
 
 
@@ -58,10 +66,12 @@ def test_make_embedder_passes_device_and_batch_size_without_loading_the_model() 
 def test_the_pipeline_builds_its_embedder_from_settings_embedding(tmp_path: Path) -> None:
     config = parse_config({"settings": {"embedding": {"device": "cpu", "batch_size": 8}}})
     assert config.embedding == EmbeddingSettings(device="cpu", batch_size=8)
+    config = parse_config({"settings": {"embedding": {"device": "cpu", "batch_size": 8, "precision": "fp32",
+                                                      "threads": 3}}})
     with open_pipeline(tmp_path / "news.db", config) as pipeline:
         embedder = pipeline.embedder
         assert isinstance(embedder, SentenceTransformerEmbedder)
-        assert (embedder.device, embedder.batch_size) == ("cpu", 8)
+        assert (embedder.device, embedder.batch_size, embedder.precision, embedder.threads) == ("cpu", 8, "fp32", 3)
 
 
 def test_the_model_runs_on_the_resolved_device_with_the_batch_size() -> None:
@@ -82,3 +92,87 @@ def test_a_gpu_asked_for_where_there_is_none_is_an_embedding_error() -> None:
         pytest.skip("this machine has a CUDA GPU")
     with pytest.raises(EmbeddingError, match="no CUDA GPU"):
         SentenceTransformerEmbedder(device="cuda").embed(["text"])
+
+
+def test_the_embedding_defaults_follow_the_machine() -> None:
+    assert parse_config({}).embedding == EmbeddingSettings(device="auto", batch_size="auto", precision="auto",
+                                                           threads="auto")
+
+
+@pytest.mark.parametrize(("embedding", "message"), [
+    ({"precision": "fp16"}, "settings.embedding.precision: expected auto, fp32 or bf16"),
+    ({"precision": 16}, "settings.embedding.precision: expected text"),
+    ({"threads": 0}, "settings.embedding.threads: must be at least 1"),
+    ({"threads": "all"}, "settings.embedding.threads: expected auto or a number"),
+    ({"threads": 1.5}, "settings.embedding.threads: expected"),
+    ({"batch_size": "big"}, "settings.embedding.batch_size: expected auto or a number"),
+    ({"batch_size": 0}, "settings.embedding.batch_size: must be at least 1"),
+])
+def test_bad_embedding_settings_name_the_key(embedding: dict, message: str) -> None:
+    key, _, detail = message.partition(": ")
+    with pytest.raises(ConfigError, match=f"key '{re.escape(key)}': {re.escape(detail)}"):
+        parse_config({"settings": {"embedding": embedding}})
+
+
+@pytest.mark.parametrize(("setting", "device", "supported", "precision"), [
+    ("auto", "cpu", True, "bf16"),
+    ("auto", "cpu", False, "fp32"),
+    ("auto", "cuda", True, "fp32"),
+    ("fp32", "cpu", True, "fp32"),
+    ("bf16", "cpu", False, "bf16"),   # asked for: kept (slower without native bfloat16)
+])
+def test_resolve_precision(setting: str, device: str, supported: bool, precision: str) -> None:
+    assert resolve_precision(setting, device, bf16_supported=supported) == precision
+
+
+def test_unknown_precision_is_refused() -> None:
+    with pytest.raises(EmbeddingError, match="unknown precision"):
+        resolve_precision("int8", "cpu", bf16_supported=True)
+
+
+@pytest.mark.parametrize(("cpus", "load", "threads"), [
+    (2, 0.3, 2), (2, 0.6, 1), (2, 1.2, 1), (2, 9.0, 1), (16, 3.2, 13), (16, 0.0, 16), (1, 0.0, 1)])
+def test_auto_threads_are_the_cpus_the_load_leaves(cpus: int, load: float, threads: int) -> None:
+    assert resolve_threads("auto", cpus=cpus, load=load) == threads
+
+
+def test_a_thread_count_is_kept_and_a_bad_one_refused() -> None:
+    assert resolve_threads(3, cpus=2, load=5.0) == 3
+    for bad in (0, -1, "many", True):
+        with pytest.raises(EmbeddingError, match="threads"):
+            resolve_threads(bad)  # type: ignore[arg-type]
+
+
+def test_texts_are_padded_to_a_length_of_their_own() -> None:
+    assert [padded_length(n, 256) for n in (1, 16, 17, 100, 256, 300)] == [16, 16, 32, 112, 256, 256]
+    assert LENGTH_STEP == 16
+
+
+def test_batches_group_texts_of_one_padded_length() -> None:
+    lengths = [10, 300, 20, 12, 40, 33]
+    assert plan_batches(lengths, 2, 256) == [(16, [0, 3]), (32, [2]), (48, [4, 5]), (256, [1])]
+    many = [16] * 300 + [256] * 20
+    batches = plan_batches(many, "auto", 256)
+    assert [(length, len(rows)) for length, rows in batches] == [
+        (16, EMBED_BATCH_TOKENS // 16), (16, 300 - EMBED_BATCH_TOKENS // 16), (256, 16), (256, 4)]
+    assert sorted(row for _, rows in batches for row in rows) == list(range(320))
+
+
+TEXTS = ["Quake hits Northvale", "Bank raises rates by a quarter point as inflation stays high",
+         "Final goes to penalties", "Northvale earthquake: rescuers search collapsed buildings after the "
+         "magnitude 6.1 tremor that struck before dawn on Monday, officials said. " * 6]
+
+
+@pytest.mark.slow
+def test_bf16_vectors_are_close_to_fp32_and_the_same_whatever_the_batch() -> None:
+    fp32 = SentenceTransformerEmbedder(device="cpu", precision="fp32", threads=2).embed(TEXTS)
+    bf16 = SentenceTransformerEmbedder(device="cpu", precision="bf16", threads=2)
+    together = bf16.embed(TEXTS)
+    assert bf16.resolved_precision == "bf16" and bf16.variant() == f"{DEFAULT_MODEL}-bf16"
+    assert (together * fp32).sum(axis=1).min() >= 0.999
+    alone = np.concatenate([bf16.embed([text]) for text in TEXTS])
+    reversed_ = bf16.embed(TEXTS[::-1])[::-1]
+    bf16.threads = 1
+    one_thread = bf16.embed(TEXTS)
+    assert np.array_equal(together, alone) and np.array_equal(together, reversed_)
+    assert np.array_equal(together, one_thread)

@@ -1,0 +1,222 @@
+"""Embedding benchmark: docs/s of the embedding settings against the old path, side by side.
+
+    python bench/embed.py [--shared ../shared] [--repeat 2] [--loaded 1] [--busy 2] [--out docs/speed.md]
+
+Texts: the first ``--short`` (2,000) GoogleNews T titles and the first ``--long`` (300) ECB+
+articles cut at 2,000 characters (as ``article_text`` cuts).  Candidates:
+
+- ``old``: the path before issue 19, ``SentenceTransformer.encode`` in fp32, 32 texts a pass (padded
+  to the longest of the 32), 2 torch threads;
+- ``fp32``, ``bf16``: ``SentenceTransformerEmbedder`` (texts grouped by padded length, about
+  ``EMBED_BATCH_TOKENS`` word pieces a pass) with 2 threads, in that precision;
+- ``bf16-2048``, ``bf16-8192``: bf16 with another number of word pieces a pass;
+- ``shipped``: the defaults (precision, threads and batch size ``auto``).
+
+Each candidate runs in a fresh process (loading the model is not timed; a few texts warm it up), the
+candidates in a rotated order each round, ``--repeat`` rounds as the machine is, then ``--loaded``
+rounds with ``--busy`` processes spinning on the CPU.  Reported per candidate and condition: the
+median docs/s and its ratio to ``old``'s median in the same condition, the 1-minute load average
+around the runs; the cosine of each vector to ``old``'s (mean, minimum); and whether every round
+gave the same vectors (bytes), quiet and loaded alike (thread counts differ between them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SECTION = "embed"
+CANDIDATES = ("old", "fp32", "bf16", "bf16-2048", "bf16-8192", "shipped")
+
+
+def load_texts(shared: Path, short: int, long: int) -> tuple[list[str], list[str]]:
+    datasets = shared / "datasets"
+    with open(datasets / "googlenews-yin2016" / "googlenews_T.jsonl", encoding="utf-8") as handle:
+        titles = [json.loads(line)["text"] for line, _ in zip(handle, range(short), strict=False)]
+    from clustering.embed import MAX_EMBED_CHARS
+
+    with open(datasets / "ecbplus-cybulska2014" / "ecbplus_docs.jsonl", encoding="utf-8") as handle:
+        articles = [json.loads(line)["text"][:MAX_EMBED_CHARS] for line, _ in zip(handle, range(long), strict=False)]
+    return titles, articles
+
+
+def child(candidate: str, shared: Path, short: int, long: int, out: Path) -> dict[str, Any]:
+    """Embed the short and the long texts with ``candidate``; vectors to ``out`` (.npz)."""
+    import numpy as np
+    import torch
+
+    from clustering import embed
+
+    titles, articles = load_texts(shared, short, long)
+    if candidate == "old":
+        from sentence_transformers import SentenceTransformer
+
+        torch.set_num_threads(2)
+        model = SentenceTransformer(embed.resolve_model_path(embed.DEFAULT_MODEL), device="cpu")
+
+        def run(texts: list[str]) -> Any:
+            return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                                show_progress_bar=False)
+        threads, precision = 2, "fp32"
+    else:
+        settings: dict[str, Any] = {"device": "cpu"}
+        if candidate != "shipped":
+            precision, _, tokens = candidate.partition("-")
+            settings.update(precision=precision, threads=2)
+            if tokens:
+                embed.EMBED_BATCH_TOKENS = int(tokens)
+        embedder = embed.SentenceTransformerEmbedder(**settings)
+        run = embedder.embed
+        embedder.dimension  # noqa: B018 - loads the model
+        threads = embed.resolve_threads(embedder.threads)
+        precision = embedder.resolved_precision or "?"
+    run(titles[:8] + articles[:2])  # warm-up
+    load_before = os.getloadavg()[0]
+    seconds = {}
+    vectors = {}
+    for kind, texts in (("short", titles), ("long", articles)):
+        started = time.perf_counter()
+        vectors[kind] = np.asarray(run(texts), dtype=np.float32)
+        seconds[kind] = time.perf_counter() - started
+    np.savez(out, **vectors)
+    return {"short": len(titles) / seconds["short"], "long": len(articles) / seconds["long"],
+            "load": (load_before + os.getloadavg()[0]) / 2, "threads": threads, "precision": precision}
+
+
+def spin() -> None:  # pragma: no cover - a busy process
+    while True:
+        pass
+
+
+def run_child(candidate: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, __file__, "--child", candidate, str(args.shared), str(args.short),
+                           str(args.long), str(out)], stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"child {candidate} failed ({done.returncode}); its error is above")
+    result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return result
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    import numpy as np
+
+    rounds: list[tuple[str, int]] = [("quiet", r) for r in range(args.repeat)] + \
+                                    [("loaded", r) for r in range(args.loaded)]
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    vectors: dict[str, list[Any]] = {c: [] for c in args.candidates}
+    for number, (condition, _) in enumerate(rounds):
+        busy = [multiprocessing.Process(target=spin, daemon=True) for _ in range(args.busy if condition == "loaded"
+                                                                                  else 0)]
+        for process in busy:
+            process.start()
+        try:
+            shift = number % len(args.candidates)
+            for candidate in args.candidates[shift:] + args.candidates[:shift]:
+                out = work / f"{candidate}-{number}.npz"
+                result = run_child(candidate, args, out)
+                runs.setdefault((condition, candidate), []).append(result)
+                with np.load(out) as stored:
+                    vectors[candidate].append({k: stored[k] for k in stored.files})
+                print(f"  {condition} round {number}: {candidate:10s} {result['short']:7.1f} short/s "
+                      f"{result['long']:6.2f} long/s  ({result['precision']}, {result['threads']} threads, "
+                      f"load {result['load']:.1f})", file=sys.stderr, flush=True)
+        finally:
+            for process in busy:
+                process.terminate()
+                process.join()
+    reference = vectors["old"][0] if "old" in vectors and vectors["old"] else None
+    summary: dict[str, Any] = {"runs": {f"{c}/{k}": v for (c, k), v in runs.items()}, "candidates": {}}
+    for candidate in args.candidates:
+        first = vectors[candidate][0]
+        same = all(np.array_equal(first[k], other[k]) for other in vectors[candidate][1:] for k in first)
+        cosines = (np.concatenate([(first[k] * reference[k]).sum(axis=1) for k in ("short", "long")])
+                   if reference is not None else np.ones(1))
+        summary["candidates"][candidate] = {"cosine_mean": float(cosines.mean()), "cosine_min": float(cosines.min()),
+                                            "same_vectors": same, "rounds": len(vectors[candidate])}
+    return summary
+
+
+def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
+    runs = summary["runs"]
+
+    def median(condition: str, candidate: str, kind: str) -> float | None:
+        done = runs.get(f"{condition}/{candidate}")
+        return statistics.median(r[kind] for r in done) if done else None
+
+    def cell(condition: str, candidate: str, kind: str) -> str:
+        value, base = median(condition, candidate, kind), median(condition, "old", kind)
+        if value is None:
+            return "–"
+        return f"{value:.1f} ({value / base:.2f}×)" if base else f"{value:.1f}"
+
+    def loads(condition: str) -> str:
+        values = [r["load"] for key, done in runs.items() if key.startswith(condition + "/") for r in done]
+        return f"{min(values):.1f}–{max(values):.1f}" if values else "–"
+
+    lines = [f"Produced by `python bench/embed.py --repeat {args.repeat} --loaded {args.loaded} --busy {args.busy}` "
+             "(this section is rewritten by it). Every candidate in a fresh process, the order rotated each round; "
+             f"{args.short:,} GoogleNews T titles (short) and {args.long} ECB+ articles cut at 2,000 characters "
+             "(long); docs/s median of the rounds, in brackets the ratio to `old`'s median in the same condition. "
+             f"Quiet: the machine as it was (load average {loads('quiet')}: 2 cores shared with other work); "
+             f"loaded: {args.busy} more processes spinning on the CPU (load average {loads('loaded')}). "
+             "Cosine to `old`'s vectors over all texts; same vectors: every round's bytes equal "
+             "(loaded rounds included, where `shipped` runs on fewer threads).", "",
+             "| candidate | precision, threads | short docs/s quiet | long docs/s quiet | short loaded | long loaded | "
+             "cosine to old mean / min | same vectors |", "|---|---|---|---|---|---|---|---|"]
+    for candidate, facts in summary["candidates"].items():
+        threads = sorted({(r["precision"], r["threads"]) for key, done in runs.items()
+                          if key.endswith("/" + candidate) for r in done})
+        shown = ", ".join(sorted({p for p, _ in threads})) + "; " + "/".join(str(t) for _, t in threads) + " threads"
+        lines.append(f"| `{candidate}` | {shown} | {cell('quiet', candidate, 'short')} | {cell('quiet', candidate, 'long')} | "
+                     f"{cell('loaded', candidate, 'short')} | {cell('loaded', candidate, 'long')} | "
+                     f"{facts['cosine_mean']:.5f} / {facts['cosine_min']:.5f} | "
+                     f"{'yes' if facts['same_vectors'] else 'no'} ({facts['rounds']} rounds) |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        candidate, shared, short, long, out = argv[1:]
+        print(json.dumps(child(candidate, Path(shared), int(short), int(long), Path(out))))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
+    parser.add_argument("--short", type=int, default=2000, help="GoogleNews T titles")
+    parser.add_argument("--long", type=int, default=300, help="ECB+ articles (cut at 2,000 characters)")
+    parser.add_argument("--candidates", default=",".join(CANDIDATES))
+    parser.add_argument("--repeat", type=int, default=2, help="rounds on the machine as it is")
+    parser.add_argument("--loaded", type=int, default=1, help="rounds with --busy spinning processes")
+    parser.add_argument("--busy", type=int, default=2, help="spinning processes in a loaded round")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "speed.md", help="markdown file to update")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    args.candidates = [c for c in args.candidates.split(",") if c]
+    if "old" not in args.candidates:
+        args.candidates.insert(0, "old")
+    with tempfile.TemporaryDirectory(prefix="bench-embed-") as work:
+        summary = measure(args, Path(work))
+    text = "## Embedding: precision, threads and batches\n\n" + markdown(summary, args)
+    print(text)
+    if not args.no_write:
+        from scale import write_section  # bench/scale.py, beside this file
+
+        write_section(args.out, SECTION, text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
