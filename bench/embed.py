@@ -187,6 +187,49 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+QUALITY_CORPORA = ("ECB+", "GoogleNews T", "GoogleNews TS", "GoogleNews S")
+
+
+def quality(args: argparse.Namespace) -> str:
+    """B³ F1 (batch, file order) of each corpus and the near-duplicate benchmark's figures, with the
+    vectors of each precision (cached per precision under ~/.cache/clustering/embeddings); the
+    near-duplicate benchmark once more with dedup's approximate search forced on it."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from quality import dedup_rows, load_corpus
+
+    from clustering import dedup
+    from clustering.config import Config
+    from clustering.embed import make_embedder
+    from clustering.eval import DEFAULT_CACHE_DIR, CachedEmbedder, evaluate
+
+    corpora = [c for c in args.quality.split(",") if c]
+    lines = ["| precision | " + " | ".join(f"B³ F1 {c}" for c in corpora) +
+             " | near-dup precision / recall / F1 | near-dup, approximate search forced: precision / recall |",
+             "|---|" + "---|" * len(corpora) + "---|---|"]
+    for precision in ("fp32", "bf16"):
+        embedder = CachedEmbedder(make_embedder(Config().model, device="cpu", precision=precision), DEFAULT_CACHE_DIR)
+        cells = []
+        for name in corpora:
+            result = evaluate(load_corpus(args.shared, name), config=Config(), embedder=embedder, cache_dir=None)
+            cells.append(f"{result.story['b3_f1']:.4f}")
+            print(f"  {precision} {name}: B3 F1 {cells[-1]}", file=sys.stderr, flush=True)
+        _, figures = dedup_rows(args.shared, embedder)
+        p_, r_, f_ = figures["clustering (ours, shipped defaults)"][:3]
+        saved = dedup.APPROXIMATE_PAIRS, dedup.IVF_ROWS_PER_LIST
+        # every search approximate, with lists as small as a 100k window's share of them probed
+        dedup.APPROXIMATE_PAIRS, dedup.IVF_ROWS_PER_LIST = 0, max(1, figures["docs"] // 390)
+        try:
+            _, forced = dedup_rows(args.shared, embedder)
+        finally:
+            dedup.APPROXIMATE_PAIRS, dedup.IVF_ROWS_PER_LIST = saved
+        fp, fr = forced["clustering (ours, shipped defaults)"][:2]
+        embedder.save()
+        lines.append(f"| {precision} | " + " | ".join(cells) + f" | {p_:.4f} / {r_:.4f} / {f_:.4f} | "
+                     f"{fp:.4f} / {fr:.4f} |")
+        print(lines[-1], file=sys.stderr, flush=True)
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
@@ -201,9 +244,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="rounds on the machine as it is")
     parser.add_argument("--loaded", type=int, default=1, help="rounds with --busy spinning processes")
     parser.add_argument("--busy", type=int, default=2, help="spinning processes in a loaded round")
+    parser.add_argument("--quality", metavar="CORPORA", help="only the quality of fp32 and bf16 vectors on these "
+                        f"corpora (of {', '.join(QUALITY_CORPORA)})")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "speed.md", help="markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
+    if args.quality:
+        text = ("## Embedding: quality by precision\n\nProduced by `python bench/embed.py --quality "
+                f"'{args.quality}'` (this section is rewritten by it): `clustering eval`'s B³ F1 of the story "
+                "stage (batch, file order, shipped settings) and the near-duplicate benchmark (bench/neardup.py, "
+                "seed 13, as bench/quality.py scores it) with the vectors of each precision; in the last column "
+                "every dedup search goes through the approximate index, its lists as small as a 100k window's "
+                "(390 lists, 32 probed).\n\n" + quality(args))
+        print(text)
+        if not args.no_write:
+            from scale import write_section
+
+            write_section(args.out, f"{SECTION}-quality", text)
+        return 0
     args.candidates = [c for c in args.candidates.split(",") if c]
     if "old" not in args.candidates:
         args.candidates.insert(0, "old")

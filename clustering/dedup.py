@@ -146,6 +146,44 @@ searchable before it (``neighbours`` nearest each) and against itself (block² s
 articles (``python bench/scale.py --dedup 10000,20000``): see docs/speed.md."""
 
 
+APPROXIMATE_PAIRS = 2_000_000_000
+"""Above this many (query, searchable row) pairs a search is approximate (:func:`ivf_index`): a first
+run of a large window compares every article with every earlier one, which grew as N² (a
+100k-article backfill spent 244 s in dedup).  A 500-article run into a 100k window (5·10⁷ pairs)
+and a first run of 20k (2·10⁸) stay exact, so those keep the exact search's results."""
+
+IVF_ROWS_PER_LIST = 256
+"""Rows per inverted list of the approximate index (lists = rows / this): with a fixed number of
+lists probed, a query scans a fixed number of rows, so the search grows as N, not N²."""
+
+IVF_PROBES = 32
+"""Inverted lists searched per query.  Recall against the exact search is measured by
+``python bench/scale.py --recall`` (docs/speed.md)."""
+
+IVF_TRAINING_ROWS_PER_LIST = 64
+"""k-means trains on at most this many rows per list, taken at a fixed stride (no random draw)."""
+
+
+def ivf_index(vectors: np.ndarray):  # noqa: ANN201 - a faiss.IndexIVFFlat
+    """An empty inner-product IVF index trained on ``vectors`` (float32, L2-normalized), probing
+    :data:`IVF_PROBES` lists: what a large search uses instead of the exact flat one.  The
+    training sample is every n-th row and k-means is seeded, so one window trains one index."""
+    import faiss
+    import numpy as np
+
+    dimension = vectors.shape[1]
+    lists = max(1, len(vectors) // IVF_ROWS_PER_LIST)
+    stride = max(1, len(vectors) // (lists * IVF_TRAINING_ROWS_PER_LIST))
+    sample = np.ascontiguousarray(vectors[::stride], dtype=np.float32)
+    quantizer = faiss.IndexFlatIP(dimension)
+    index = faiss.IndexIVFFlat(quantizer, dimension, lists, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = 1234
+    index.cp.max_points_per_centroid = IVF_TRAINING_ROWS_PER_LIST + 1
+    index.train(sample)
+    index.nprobe = min(IVF_PROBES, lists)
+    return index
+
+
 def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: DedupParams,
                     progress: Callable[[int, int], None] | None = None) -> list[Link]:
     """Links for every article whose canonical changes: the new ones, and old canonicals
@@ -262,6 +300,12 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
             return True
         return False
 
+    # a large search (a backfill) goes through one approximate index that grows with the rows
+    approximate = None
+    if len(new_order) * (len(old_roots) + len(new_order) / 2) > APPROXIMATE_PAIRS:
+        approximate = ivf_index(vectors)
+        if old_roots:
+            approximate.add(row_vectors[:len(old_roots)])
     for start in range(0, len(new_order), SEARCH_BLOCK):
         block = new_order[start:start + SEARCH_BLOCK]
         queries = np.ascontiguousarray(vectors[block], dtype=np.float32)
@@ -270,7 +314,11 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
         # (FAISS's exact search both times: equal vectors score equal); a block article is searchable
         # by the later ones once added
         before_scores, before_rows = np.empty((len(block), 0), np.float32), np.empty((len(block), 0), np.int64)
-        if searched:
+        if searched and approximate is not None:
+            before_scores, before_rows = approximate.search(queries, min(params.neighbours, searched))
+            found = before_rows >= 0   # fewer hits than asked in the probed lists: -1 rows, dropped below
+            before_scores = np.where(found, before_scores, -np.inf).astype(np.float32)
+        elif searched:
             before_scores, before_rows = faiss.knn(queries, row_vectors[:searched], min(params.neighbours, searched),
                                                    metric=faiss.METRIC_INNER_PRODUCT)
         block_index = faiss.IndexFlatIP(queries.shape[1])
@@ -295,6 +343,8 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
             if len(index_rows) > rows_before:
                 row_of[offset] = rows_before
         row_vectors[searched:len(index_rows)] = vectors[index_rows[searched:]]
+        if approximate is not None and len(index_rows) > searched:
+            approximate.add(row_vectors[searched:len(index_rows)])
         if progress is not None:
             progress(start + len(block), len(new_order))
 

@@ -537,3 +537,28 @@ def test_batched_search_reports_progress_per_block(monkeypatch: pytest.MonkeyPat
     find_duplicates(items, HashingEmbedder(16).embed([it.text for it in items]), PARAMS,
                     progress=lambda done, total: calls.append((done, total)))
     assert calls == [(4, 10), (8, 10), (10, 10)]
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+def test_the_approximate_search_of_a_large_run_finds_the_exact_search_links(seed: int,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run over APPROXIMATE_PAIRS searches an IVF index: forced on thousands of articles with
+    small lists (as small a share of them probed as in a 100k window), nearly every link of the
+    exact search is made, and no other."""
+    first, second, vectors = two_runs(seed, "near", old=1500, new=1100)
+    exact = {(x.article_id, x.canonical_id, x.kind) for x in find_duplicates(second, vectors, PARAMS)}
+    monkeypatch.setattr(dedup, "APPROXIMATE_PAIRS", 0)
+    monkeypatch.setattr(dedup, "IVF_ROWS_PER_LIST", 8)
+    approximate = {(x.article_id, x.canonical_id, x.kind) for x in find_duplicates(second, vectors, PARAMS)}
+    assert sum(kind == "near" for _, _, kind in exact) > 20
+    assert len(exact & approximate) >= 0.99 * len(exact)
+    assert len(approximate - exact) <= 0.01 * len(exact)
+
+
+def test_the_approximate_index_is_trained_the_same_way_each_time() -> None:
+    vectors = HashingEmbedder(64).embed([f"story {i % 50} words {i} more {i * 7}" for i in range(3000)])
+    one, two = dedup.ivf_index(vectors), dedup.ivf_index(vectors)
+    assert (one.nlist, one.nprobe) == (3000 // dedup.IVF_ROWS_PER_LIST, min(dedup.IVF_PROBES, one.nlist))
+    one.add(vectors)
+    two.add(vectors)
+    assert np.array_equal(one.search(vectors[:200], 5)[1], two.search(vectors[:200], 5)[1])
