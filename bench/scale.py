@@ -517,23 +517,32 @@ def write_section(path: Path, name: str, text: str) -> None:
     path.write_text(current, encoding="utf-8")
 
 
+def first_run_items(size: int, seed: int) -> tuple[list[Any], Any]:
+    """The dedup items of a first run of the synthetic window (every article new, in time order)
+    and their hashing vectors."""
+    from clustering.dedup import DedupItem, text_hash
+    from clustering.embed import HashingEmbedder, article_text
+
+    _, articles = window_articles(size, seed)
+    articles.sort(key=lambda a: a["published"])
+    vectors = HashingEmbedder(256).embed([article_text(a["title"], a["text"]) for a in articles])
+    return [DedupItem(article_id=i + 1, published=a["published"], text=a["text"], canonical_url=a["url"],
+                      text_hash=text_hash(a["title"], a["text"]), is_new=True)
+            for i, a in enumerate(articles)], vectors
+
+
 def dedup_speed(sizes: list[int], seed: int) -> str:
     """Dedup of a first run alone: the batched search against one search per article (the
     reference kept in tests/test_dedup.py), on the same items, with the same links."""
     sys.path.insert(0, str(ROOT / "tests"))
     from test_dedup import reference_find_duplicates
 
-    from clustering.dedup import DedupItem, DedupParams, find_duplicates, text_hash
-    from clustering.embed import HashingEmbedder, article_text
+    from clustering.dedup import DedupParams, find_duplicates
 
     lines = ["| new articles | one search per article: wall s (CPU s) | batched: wall s (CPU s) | speed-up (wall) |"
              " near / exact links |", "|---|---|---|---|---|"]
     for size in sizes:
-        _, articles = window_articles(size, seed)
-        articles.sort(key=lambda a: a["published"])
-        vectors = HashingEmbedder(256).embed([article_text(a["title"], a["text"]) for a in articles])
-        items = [DedupItem(article_id=i + 1, published=a["published"], text=a["text"], canonical_url=a["url"],
-                           text_hash=text_hash(a["title"], a["text"]), is_new=True) for i, a in enumerate(articles)]
+        items, vectors = first_run_items(size, seed)
         timings, cpu, links = {}, {}, {}
         for name, function in (("reference", reference_find_duplicates), ("batched", find_duplicates)):
             started, started_cpu = time.perf_counter(), time.process_time()
@@ -561,8 +570,7 @@ def search_recall(sizes: list[int], seed: int) -> str:
     import numpy as np
 
     from clustering import dedup, graph
-    from clustering.dedup import DedupItem, DedupParams, find_duplicates, text_hash
-    from clustering.embed import HashingEmbedder, article_text
+    from clustering.dedup import DedupParams, find_duplicates
     from clustering.stories import StoryParams
 
     lines = ["| window N | dedup exact s | dedup approximate s | links kept (near) | graph exact s | "
@@ -570,11 +578,7 @@ def search_recall(sizes: list[int], seed: int) -> str:
     default = dedup.APPROXIMATE_PAIRS
     k = StoryParams().neighbours
     for size in sizes:
-        _, articles = window_articles(size, seed)
-        articles.sort(key=lambda a: a["published"])
-        vectors = HashingEmbedder(256).embed([article_text(a["title"], a["text"]) for a in articles])
-        items = [DedupItem(article_id=i + 1, published=a["published"], text=a["text"], canonical_url=a["url"],
-                           text_hash=text_hash(a["title"], a["text"]), is_new=True) for i, a in enumerate(articles)]
+        items, vectors = first_run_items(size, seed)
         seconds, links, graphs = {}, {}, {}
         for name, pairs in (("exact", float("inf")), ("approximate", default)):
             dedup.APPROXIMATE_PAIRS = pairs  # type: ignore[assignment]
