@@ -10,7 +10,9 @@ articles cut at 2,000 characters (as ``article_text`` cuts).  Candidates:
 - ``fp32``, ``bf16``: ``SentenceTransformerEmbedder`` (texts grouped by padded length, about
   ``EMBED_BATCH_TOKENS`` word pieces a pass) with 2 threads, in that precision;
 - ``bf16-2048``, ``bf16-8192``: bf16 with another number of word pieces a pass;
-- ``shipped``: the defaults (precision, threads and batch size ``auto``).
+- ``shipped``: the defaults (precision, threads and batch size ``auto``);
+- ``old@1``, ``bf16@1``: the same on one thread (their docs per CPU-second stand for a quiet core's
+  speed when the machine is busy: waiting is not counted, and one thread spins on no barrier).
 
 Each candidate runs in a fresh process (loading the model is not timed; a few texts warm it up), the
 candidates in a rotated order each round, ``--repeat`` rounds as the machine is, then ``--loaded``
@@ -38,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SECTION = "embed"
-CANDIDATES = ("old", "fp32", "bf16", "bf16-2048", "bf16-8192", "shipped")
+CANDIDATES = ("old", "fp32", "bf16", "bf16-2048", "bf16-8192", "shipped", "old@1", "bf16@1")
 
 
 def load_texts(shared: Path, short: int, long: int) -> tuple[list[str], list[str]]:
@@ -60,21 +62,23 @@ def child(candidate: str, shared: Path, short: int, long: int, out: Path) -> dic
     from clustering import embed
 
     titles, articles = load_texts(shared, short, long)
-    if candidate == "old":
+    name, _, fixed = candidate.partition("@")
+    fixed_threads = int(fixed) if fixed else 2
+    if name == "old":
         from sentence_transformers import SentenceTransformer
 
-        torch.set_num_threads(2)
+        torch.set_num_threads(fixed_threads)
         model = SentenceTransformer(embed.resolve_model_path(embed.DEFAULT_MODEL), device="cpu")
 
         def run(texts: list[str]) -> Any:
             return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
                                 show_progress_bar=False)
-        threads, precision = 2, "fp32"
+        threads, precision = fixed_threads, "fp32"
     else:
         settings: dict[str, Any] = {"device": "cpu"}
-        if candidate != "shipped":
-            precision, _, tokens = candidate.partition("-")
-            settings.update(precision=precision, threads=2)
+        if name != "shipped":
+            precision, _, tokens = name.partition("-")
+            settings.update(precision=precision, threads=fixed_threads)
             if tokens:
                 embed.EMBED_BATCH_TOKENS = int(tokens)
         embedder = embed.SentenceTransformerEmbedder(**settings)
@@ -84,14 +88,14 @@ def child(candidate: str, shared: Path, short: int, long: int, out: Path) -> dic
         precision = embedder.resolved_precision or "?"
     run(titles[:8] + articles[:2])  # warm-up
     load_before = os.getloadavg()[0]
-    seconds = {}
-    vectors = {}
+    seconds, cpu_seconds, vectors = {}, {}, {}
     for kind, texts in (("short", titles), ("long", articles)):
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         vectors[kind] = np.asarray(run(texts), dtype=np.float32)
-        seconds[kind] = time.perf_counter() - started
+        seconds[kind], cpu_seconds[kind] = time.perf_counter() - started, time.process_time() - started_cpu
     np.savez(out, **vectors)
     return {"short": len(titles) / seconds["short"], "long": len(articles) / seconds["long"],
+            "short_cpu": len(titles) / cpu_seconds["short"], "long_cpu": len(articles) / cpu_seconds["long"],
             "load": (load_before + os.getloadavg()[0]) / 2, "threads": threads, "precision": precision}
 
 
@@ -162,6 +166,18 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
             return "–"
         return f"{value:.1f} ({value / base:.2f}×)" if base else f"{value:.1f}"
 
+    def cpu_cell(candidate: str, kind: str) -> str:
+        def pooled(name: str) -> float | None:
+            done = [r[kind] for key, rs in runs.items() if key.endswith("/" + name) for r in rs if kind in r]
+            return statistics.median(done) if done else None
+        value = pooled(candidate)
+        # one thread against one thread where there is such a run (shipped runs on one when busy)
+        single = candidate.endswith("@1") or candidate == "shipped"
+        base = (single and pooled("old@1")) or pooled("old")
+        if value is None:
+            return "–"
+        return f"{value:.1f} ({value / base:.2f}×)" if base else f"{value:.1f}"
+
     def loads(condition: str) -> str:
         values = [r["load"] for key, done in runs.items() if key.startswith(condition + "/") for r in done]
         return f"{min(values):.1f}–{max(values):.1f}" if values else "–"
@@ -174,14 +190,18 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
              f"loaded: {args.busy} more processes spinning on the CPU (load average {loads('loaded')}). "
              "Cosine to `old`'s vectors over all texts; same vectors: every round's bytes equal "
              "(loaded rounds included, where `shipped` runs on fewer threads).", "",
+             "Docs per CPU-second (all rounds' median; ratio to the same thread count's `old`) is what a busy "
+             "machine cannot hide: the time the process ran, not the time it waited.", "",
              "| candidate | precision, threads | short docs/s quiet | long docs/s quiet | short loaded | long loaded | "
-             "cosine to old mean / min | same vectors |", "|---|---|---|---|---|---|---|---|"]
+             "short / long docs per CPU-s | cosine to old mean / min | same vectors |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for candidate, facts in summary["candidates"].items():
         threads = sorted({(r["precision"], r["threads"]) for key, done in runs.items()
                           if key.endswith("/" + candidate) for r in done})
         shown = ", ".join(sorted({p for p, _ in threads})) + "; " + "/".join(str(t) for _, t in threads) + " threads"
         lines.append(f"| `{candidate}` | {shown} | {cell('quiet', candidate, 'short')} | {cell('quiet', candidate, 'long')} | "
                      f"{cell('loaded', candidate, 'short')} | {cell('loaded', candidate, 'long')} | "
+                     f"{cpu_cell(candidate, 'short_cpu')} / {cpu_cell(candidate, 'long_cpu')} | "
                      f"{facts['cosine_mean']:.5f} / {facts['cosine_min']:.5f} | "
                      f"{'yes' if facts['same_vectors'] else 'no'} ({facts['rounds']} rounds) |")
     return "\n".join(lines)
