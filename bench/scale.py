@@ -2,7 +2,7 @@
 
     python bench/scale.py [--sizes 2000,5000] [--history 1000000] [--new 500] [--out docs/speed.md]
     python bench/scale.py --dedup 10000,20000      (dedup alone: batched search vs one per article)
-    python bench/scale.py --recall 20000,100000    (a first run's searches: exact vs approximate)
+    python bench/scale.py --recall 20000,100000    (dedup of a first run: exact vs approximate)
 
 Through the public API (``clustering.open_pipeline`` with ``model: hashing``, the built-in
 HashingEmbedder, so the figures are the pipeline's own and not the model's), on synthetic news
@@ -560,44 +560,32 @@ def dedup_speed(sizes: list[int], seed: int) -> str:
     return "\n".join(lines)
 
 
-IVF_NOTE = ("rows / 256 lists, 32 probed per query")
-
-
 def search_recall(sizes: list[int], seed: int) -> str:
-    """The first run's two searches of a window of each size, exact against approximate
-    (``dedup.APPROXIMATE_PAIRS``): dedup's links and the neighbour graph's lists, their time and
-    how many of the exact ones the approximate search keeps."""
-    import numpy as np
-
-    from clustering import dedup, graph
+    """Dedup of a first run of a window of each size, exact against approximate
+    (``dedup.APPROXIMATE_PAIRS``): the time and how many of the exact search's links the
+    approximate one makes."""
+    from clustering import dedup
     from clustering.dedup import DedupParams, find_duplicates
-    from clustering.stories import StoryParams
 
-    lines = ["| window N | dedup exact s | dedup approximate s | links kept (near) | graph exact s | "
-             "graph approximate s | neighbours kept |", "|---|---|---|---|---|---|---|"]
+    lines = ["| window N | dedup exact s (CPU s) | dedup approximate s (CPU s) | links kept (near-duplicate links) |",
+             "|---|---|---|---|"]
     default = dedup.APPROXIMATE_PAIRS
-    k = StoryParams().neighbours
     for size in sizes:
         items, vectors = first_run_items(size, seed)
-        seconds, links, graphs = {}, {}, {}
+        seconds, cpu, links = {}, {}, {}
         for name, pairs in (("exact", float("inf")), ("approximate", default)):
             dedup.APPROXIMATE_PAIRS = pairs  # type: ignore[assignment]
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             links[name] = {(x.article_id, x.canonical_id, x.kind) for x in find_duplicates(items, vectors,
                                                                                           DedupParams())}
-            seconds["dedup " + name] = time.perf_counter() - started
-            started = time.perf_counter()
-            graphs[name] = graph.build_graph(vectors, k)
-            seconds["graph " + name] = time.perf_counter() - started
-            progress(f"N={size:,} {name}: dedup {seconds['dedup ' + name]:.1f} s, graph {seconds['graph ' + name]:.1f} s")
+            seconds[name], cpu[name] = time.perf_counter() - started, time.process_time() - started_cpu
+            progress(f"N={size:,} {name}: dedup {seconds[name]:.1f} s ({cpu[name]:.1f} CPU s)")
         dedup.APPROXIMATE_PAIRS = default
         near = {x for x in links["exact"] if x[2] == "near"}
-        exact_lists, found_lists = graphs["exact"].neighbours, graphs["approximate"].neighbours
-        kept = sum(len(set(a[a >= 0]) & set(b[b >= 0])) for a, b in zip(exact_lists, found_lists, strict=True))
-        lines.append(f"| {size:,} | {seconds['dedup exact']:.2f} | {seconds['dedup approximate']:.2f} | "
+        lines.append(f"| {size:,} | {seconds['exact']:.2f} ({cpu['exact']:.2f}) | {seconds['approximate']:.2f} "
+                     f"({cpu['approximate']:.2f}) | "
                      f"{len(links['exact'] & links['approximate']) / max(1, len(links['exact'])):.4f} "
-                     f"({len(near & links['approximate']) / max(1, len(near)):.4f}) | {seconds['graph exact']:.2f} | "
-                     f"{seconds['graph approximate']:.2f} | {kept / max(1, int((exact_lists >= 0).sum())):.4f} |")
+                     f"({len(near & links['approximate']) / max(1, len(near)):.4f}) |")
         progress(lines[-1])
     return "\n".join(lines)
 
@@ -626,22 +614,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the measured databases")
     parser.add_argument("--allow-large", action="store_true", help="accepted for old command lines; no effect")
     parser.add_argument("--dedup", metavar="SIZES", help="only time dedup of a first run of these sizes")
-    parser.add_argument("--recall", metavar="SIZES", help="only the first run's searches, exact vs approximate")
+    parser.add_argument("--recall", metavar="SIZES", help="only dedup of a first run, exact vs approximate")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "speed.md", help="markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
     if args.recall:
         table = search_recall([int(s) for s in args.recall.split(",")], args.seed)
-        text = f"""## The first run's searches: exact against approximate
+        text = f"""## Dedup of a first run: exact against approximate
 
 Produced by `python bench/scale.py --recall {args.recall}` (this section is rewritten by it).
-A first run's two all-against-all searches alone, on the synthetic news above (hashing vectors):
-`dedup.find_duplicates` (every article new) and the story stage's `graph.build_graph`, once
-exact and once as shipped (an IVF index above `dedup.APPROXIMATE_PAIRS` query × row pairs:
-{IVF_NOTE}). Links kept: the share of the exact search's links (article, canonical, kind) that the
-approximate one makes too (near-duplicate links alone in brackets); neighbours kept: the share of
-the exact lists' neighbours in the approximate lists. Below the limit both columns are the same
-search. The machine is shared: compare within a row.
+`dedup.find_duplicates` alone on a first run (every article new) of the synthetic news above
+(hashing vectors), once exact and once as shipped: an IVF index above `dedup.APPROXIMATE_PAIRS`
+(2·10⁹ query × row pairs; rows / 256 lists, 64 probed). Links kept: the share of the exact
+search's links (article, canonical, kind) that the approximate one makes too. Below the limit both
+are the same search. The machine is shared: compare within a row.
 
 {table}
 """

@@ -138,21 +138,11 @@ def update_graph(previous_ids: np.ndarray, previous: NeighbourGraph, ids: np.nda
 
 
 def _search(data: np.ndarray, rows: np.ndarray, count: int) -> np.ndarray:
-    """FAISS candidates (rows, −1 padded) for ``rows`` among all rows, themselves excluded.
-
-    Exact (a flat index) unless rows × all rows exceeds ``dedup.APPROXIMATE_PAIRS`` (the first
-    run of a large window): then an IVF index (``dedup.ivf_index``) gives the candidates, which
-    :func:`_select` still orders by exact cosine; lists are then near the exact ones, not equal
-    (recall measured by ``python bench/scale.py --recall``, docs/speed.md)."""
+    """FAISS candidates (rows, −1 padded) for ``rows`` among all rows, themselves excluded."""
     import faiss
     import numpy as np
 
-    from .dedup import APPROXIMATE_PAIRS, ivf_index
-
-    if len(rows) * len(data) > APPROXIMATE_PAIRS:
-        index = ivf_index(data)
-    else:
-        index = faiss.IndexFlatIP(data.shape[1])
+    index = faiss.IndexFlatIP(data.shape[1])
     index.add(data)
     count = min(count + 1, len(data))
     found = np.empty((len(rows), count), dtype=np.int64)

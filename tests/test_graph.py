@@ -83,21 +83,3 @@ def test_an_update_with_nothing_new_changes_nothing() -> None:
     same, searched = update_graph(ids, graph, ids, vectors, 5)
     assert searched == 0
     assert np.array_equal(same.neighbours, graph.neighbours) and np.array_equal(same.similarity, graph.similarity)
-
-
-def test_a_large_search_is_approximate_and_keeps_nearly_every_neighbour(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Above dedup.APPROXIMATE_PAIRS the candidates come from an IVF index; the lists are still
-    ordered by exact cosine, and nearly all of them are the exact lists' neighbours."""
-    from clustering import dedup
-
-    rng = np.random.default_rng(5)
-    centres = rng.standard_normal((60, 32))
-    vectors = (centres[rng.integers(0, 60, 3000)] + 0.4 * rng.standard_normal((3000, 32))).astype(np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    exact = build_graph(vectors, 10)
-    monkeypatch.setattr(dedup, "APPROXIMATE_PAIRS", 0)
-    monkeypatch.setattr(dedup, "IVF_ROWS_PER_LIST", 8)
-    approximate = build_graph(vectors, 10)
-    kept = sum(len(set(a) & set(b)) for a, b in zip(exact.neighbours, approximate.neighbours, strict=True))
-    assert kept >= 0.95 * exact.neighbours.size
-    assert (np.diff(approximate.similarity, axis=1) <= 0).all()
