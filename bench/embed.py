@@ -226,7 +226,7 @@ def quality(args: argparse.Namespace) -> str:
     lines = ["| precision | " + " | ".join(f"B³ F1 {c}" for c in corpora) +
              " | near-dup precision / recall / F1 | near-dup, approximate search forced: precision / recall |",
              "|---|" + "---|" * len(corpora) + "---|---|"]
-    for precision in ("fp32", "bf16"):
+    for precision in args.precisions.split(","):
         embedder = CachedEmbedder(make_embedder(Config().model, device="cpu", precision=precision), DEFAULT_CACHE_DIR)
         cells = []
         for name in corpora:
@@ -266,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busy", type=int, default=2, help="spinning processes in a loaded round")
     parser.add_argument("--quality", metavar="CORPORA", help="only the quality of fp32 and bf16 vectors on these "
                         f"corpora (of {', '.join(QUALITY_CORPORA)})")
+    parser.add_argument("--precisions", default="fp32,bf16", help="with --quality: the precisions scored")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "speed.md", help="markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
