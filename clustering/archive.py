@@ -105,13 +105,13 @@ def _is_number(text: str) -> bool:
 class _ModelActor:
     """One model, loaded once per actor; embeds a batch of articles (Ray Data ``map_batches``)."""
 
-    def __init__(self, model: str, device: str, batch_size: int, threads: int) -> None:
+    def __init__(self, model: str, device: str, batch_size: int | str, threads: int) -> None:
         import torch
 
         from .embed import make_embedder
 
         torch.set_num_threads(max(1, threads))
-        self.embedder = make_embedder(model, device=device, batch_size=batch_size)
+        self.embedder = make_embedder(model, device=device, batch_size=batch_size, threads=max(1, threads))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -123,7 +123,7 @@ class _ModelActor:
         return {"id": np.asarray(batch["id"], dtype=np.int64), "vector": vectors}
 
 
-def embed_on_ray(rows: list[Any], *, model: str, device: str, batch_size: int, address: str,
+def embed_on_ray(rows: list[Any], *, model: str, device: str, batch_size: int | str, address: str,
                  save: Callable[[list[int], Any], None], progress: Callable[[int, int], None] | None = None) -> int:
     """Embed ``rows`` (id, title, summary) on Ray and ``save(ids, vectors)`` each block as it comes
     back; returns the number embedded.  ``address``: ``auto`` (the running cluster, or this process's
