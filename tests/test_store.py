@@ -652,22 +652,29 @@ def test_unreadable_and_implausible_times_are_repaired_on_both_backends(store: S
     assert store.feed_row("wire")["next_attempt"] is None
 
 
-def test_a_version_4_database_is_read_before_a_run_migrates_it(db_path: Path) -> None:
-    """Schema 6 (issue 17) added runs, story events, topics and views: a reading command opens an
-    older database read-only, finds them empty, and leaves the file as it was."""
-    from clustering import listing_queries
+def _version_4_database(path: Path) -> None:
+    """A database as schema 4 left it, holding one article ('Old article', id 1)."""
     from clustering.store import MIGRATIONS
 
-    with sqlite3.connect(db_path) as raw:
+    with sqlite3.connect(path) as raw:
         raw.executescript(VERSION_2)
         for version in (3, 4):
             for statement in MIGRATIONS[version]:
                 raw.execute(statement)
         raw.execute("INSERT INTO articles (source, entry_key, title, summary, published, first_seen, text_hash)"
                     " VALUES ('wire', 'k1', 'Old article', '', '2024-05-01T12:00:00Z', '2024-05-01T12:00:00Z', 'h')")
+        raw.execute("PRAGMA user_version = 4")
+
+
+def test_a_version_4_database_is_read_before_a_run_migrates_it(db_path: Path) -> None:
+    """Schema 6 (issue 17) added runs, story events, topics and views: a reading command opens an
+    older database read-only, finds them empty, and leaves the file as it was."""
+    from clustering import listing_queries
+
+    _version_4_database(db_path)
+    with sqlite3.connect(db_path) as raw:
         raw.execute("INSERT INTO stories (id, label, topic_id, created, updated) VALUES ('s1', 'Old', 't1', 'x', 'x')")
         raw.execute("INSERT INTO story_members (article_id, story_id, added) VALUES (1, 's1', 'x')")
-        raw.execute("PRAGMA user_version = 4")
     reader = Store(db_path, read_only=True)
     try:
         [story] = reader.stories()
@@ -720,17 +727,9 @@ def test_content_hashes_are_stored_and_an_edit_clears_them(db_path: Path) -> Non
 def test_a_version_4_database_and_one_made_at_6_without_them_gain_content_hashes_and_the_key(tmp_path: Path) -> None:
     """Schema 6 (issue 17) was merged while schema 5 was an empty placeholder: a database made at 6
     meanwhile gets schema 5's column, trigger and key when it is next opened for writing."""
-    from clustering.store import MIGRATIONS
 
     old, early = tmp_path / "old.db", tmp_path / "early.db"
-    with sqlite3.connect(old) as raw:
-        raw.executescript(VERSION_2)
-        for version in (3, 4):
-            for statement in MIGRATIONS[version]:
-                raw.execute(statement)
-        raw.execute("INSERT INTO articles (source, entry_key, title, summary, published, first_seen, text_hash)"
-                    " VALUES ('wire', 'k1', 'Old article', '', '2024-05-01T12:00:00Z', '2024-05-01T12:00:00Z', 'h')")
-        raw.execute("PRAGMA user_version = 4")
+    _version_4_database(old)
     Store(early).close()
     with sqlite3.connect(early) as raw:  # as made by schema 6 with an empty schema 5
         for statement in ("DROP TRIGGER article_text_edited", "DROP TABLE cache_keys",
