@@ -7,6 +7,7 @@ story stage commits, and the next run picks them up again.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
@@ -563,10 +564,11 @@ class Pipeline:
         taken_ids = self.store.existing_story_ids(a.id for a in canonical)  # the ids a new story could take
         self._report("stories", 0, len(canonical))
         state = self._window_state(canonical, canonical_vectors)
+        copies = collections.Counter(c for c in duplicate_of.values() if c is not None)
         docs = [stories.StoryDoc(article_id=a.id, title=a.title, text=a.summary,
                                  published=a.published, source=a.source, story_id=a.story_id,
                                  is_new=not a.processed, pending_group=a.pending_group,
-                                 terms=state.terms[a.id]) for a in canonical]
+                                 terms=state.terms[a.id], copies=copies.get(a.id, 0)) for a in canonical]
         assignment = stories.assign_stories(docs, canonical_vectors, self.config.stories,
                                             taken_ids=taken_ids, graph=state.graph)
         unassigned = sum(1 for a in canonical if a.story_id is None and a.id not in assignment.story_of)

@@ -160,6 +160,7 @@ class StoryFeatures:
     names: scipy.sparse.csr_matrix            # (n, V) name TF-IDF, rows L2-normalized or empty
     log_words: np.ndarray                     # (n,) log2 of the words of each text (≥ 0)
     words: scipy.sparse.csr_matrix | None = None   # word TF-IDF when lexical_weight > 0
+    copies: np.ndarray | None = None          # (n,) the window's duplicates of each row (not rows themselves)
 
     @property
     def size(self) -> int:

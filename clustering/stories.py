@@ -84,6 +84,7 @@ class StoryDoc:
     is_new: bool = True               # first seen by this run
     pending_group: str | None = None  # the deferred group it belonged to last run
     terms: ArticleTerms | None = None  # article_terms(title, text), computed when missing
+    copies: int = 0                    # the window's duplicates of it (wire copies: not docs themselves)
 
     def article_terms(self) -> ArticleTerms:
         return self.terms if self.terms is not None else article_terms(self.title, self.text)
@@ -123,7 +124,8 @@ def story_features(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
                                document_frequency(tokens), len(docs))
     log_words = np.log2(np.maximum([terms[r].word_count for r in selected], 1)).astype(np.float64)
     return StoryFeatures(vectors=np.ascontiguousarray(vectors[selected], dtype=np.float32), names=name_rows,
-                         log_words=log_words, words=word_rows)
+                         log_words=log_words, words=word_rows,
+                         copies=np.asarray([docs[r].copies for r in selected], dtype=np.int64))
 
 
 def region_rows(docs: Sequence[StoryDoc], graph: NeighbourGraph) -> list[int]:

@@ -10,7 +10,19 @@ import numpy as np
 import pytest
 import scipy.sparse
 
-from clustering.cluster import adopt_orphans, average_linkage, dense_cores, linkage_at, propose_groups, trim_groups
+from clustering.cluster import (
+    PAIR_MIN_COSINE,
+    PAIR_MIN_COSINE_SHORT,
+    adopt_orphans,
+    adopt_orphans_in_rounds,
+    average_linkage,
+    dense_cores,
+    linkage_at,
+    pair_min_cosine,
+    propose_groups,
+    split_loose_groups,
+    trim_groups,
+)
 from clustering.embed import HashingEmbedder
 from clustering.graph import build_graph
 from clustering.scoring import (
@@ -304,3 +316,56 @@ def test_names_tell_articles_apart_but_never_make_them_closer_than_their_embeddi
     names = scipy.sparse.csr_matrix(np.asarray([[1.0], [1.0]], dtype=np.float32))  # ... sharing one name
     features = StoryFeatures(vectors=vectors, names=names, log_words=np.zeros(2))
     assert edge_similarity(features, np.array([0]), np.array([1]), PARAMS)[0] == pytest.approx(0.0)
+
+
+def _unit(*rows: list[float]) -> np.ndarray:
+    matrix = np.asarray(rows, dtype=np.float32)
+    return matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+
+
+def test_wire_copies_count_among_an_orphans_nearest_articles() -> None:
+    # the orphan (last row) is nearest to a0, then to two members of B; a0 has two wire copies, so a
+    # reader sees three articles of A nearest to it
+    vectors = _unit([1, 0.9, 0], [1, 0.5, 0], [1, 0.4, 0.1], [0.9, 1, 0.05], [0.9, 1, -0.05], [0.5, 1, 0], [1, 1, 0])
+    grouped: list[int | None] = [0, 0, 0, 3, 3, 3, None]
+    graph = build_graph(vectors, 5)
+    alone = plain_features(vectors)
+    assert adopt_orphans(alone, grouped, graph, PARAMS)[6] is None
+    copied = replace(alone, copies=np.asarray([2, 0, 0, 0, 0, 0, 0]))
+    assert adopt_orphans(copied, grouped, graph, PARAMS)[6] == 0
+
+
+def test_an_article_taken_in_brings_in_the_one_whose_nearest_neighbour_it_is() -> None:
+    group = [[1, 0.1 * k, 0] for k in range(5)]
+    vectors = _unit(*group, [1, 0.25, 0.05], [1, 0.25, 0.12])
+    grouped: list[int | None] = [0, 0, 0, 0, 0, None, None]
+    features, graph = plain_features(vectors), build_graph(vectors, 5)
+    once = adopt_orphans(features, grouped, graph, PARAMS)
+    assert once[5] == 0 and once[6] is None   # the second's nearest neighbour was not in a group yet
+    assert adopt_orphans_in_rounds(features, grouped, graph, PARAMS) == [0] * 7
+
+
+def test_a_pair_of_short_texts_needs_a_higher_cosine_than_a_pair_of_full_articles() -> None:
+    lead, article = np.log2([30.0]), np.log2([320.0])
+    assert pair_min_cosine(lead)[0] == pytest.approx(PAIR_MIN_COSINE_SHORT)
+    assert pair_min_cosine(article)[0] == pytest.approx(PAIR_MIN_COSINE)
+    assert PAIR_MIN_COSINE < pair_min_cosine(np.log2([90.0]))[0] < PAIR_MIN_COSINE_SHORT
+    vectors = _unit([1, 0, 0], [0.6, 0.8, 0], [0, 0, 1], [0, 0.1, 1], [0.1, 0, 1])  # a pair at cosine 0.6
+    for words, kept in ((30.0, None), (320.0, 0)):
+        features = replace(plain_features(vectors), log_words=np.full(5, np.log2(words)))
+        # the third member does not hold with the pair and is dropped; the pair left stays a story or not
+        assert trim_groups(features, [0, 0, 0, None, None], PARAMS)[:3] == [kept, kept, None]
+
+
+def test_a_large_group_that_does_not_hold_together_is_split_into_its_events() -> None:
+    events = blobs(3, 4, 32, 0.15, seed=8)       # three tight events, unrelated to each other
+    features = plain_features(events)
+    heads, tails = build_graph(events, 11).edges()
+    split = split_loose_groups(features, [5] * 12, heads, tails, PARAMS)
+    assert len({label for label in split if label is not None}) == 3
+    for label in set(split):
+        rows = [i for i, x in enumerate(split) if x == label]
+        assert len(rows) == 4 and float((events[rows] @ events[rows].T).min()) > 0.8
+    one_event = blobs(1, 12, 32, 0.15, seed=8)
+    heads, tails = build_graph(one_event, 11).edges()
+    assert split_loose_groups(plain_features(one_event), [5] * 12, heads, tails, PARAMS) == [5] * 12
