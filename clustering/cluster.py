@@ -33,6 +33,7 @@ headlines, so one fixed cut splits short-text stories or merges full-article one
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .scoring import (
@@ -356,16 +357,16 @@ def _reciprocal_best(left: np.ndarray, right: np.ndarray, scores: np.ndarray, n:
 
 
 def adopt_orphans(features: StoryFeatures, grouped: list[int | None], graph: NeighbourGraph,
-                  params: StoryParams) -> list[int | None]:
+                  params: StoryParams, adoptable: np.ndarray | None = None) -> list[int | None]:
     """An article in no group joins the group of its nearest neighbour when that group holds
     ``ORPHAN_VOTES`` of its ``ORPHAN_NEIGHBOURS`` nearest neighbours and P(same story) with the group, on
-    average, reaches ``ORPHAN_PROBABILITY``."""
+    average, reaches ``ORPHAN_PROBABILITY``.  Only ``adoptable`` rows are taken in (default: all)."""
     import numpy as np
 
     result = list(grouped)
     label_array = np.asarray([-1 if x is None else x for x in grouped], dtype=np.int64)
     nearest = graph.neighbours[:, :ORPHAN_NEIGHBOURS]
-    lonely = np.flatnonzero(label_array < 0)
+    lonely = np.flatnonzero((label_array < 0) & (adoptable if adoptable is not None else True))
     if not lonely.size or nearest.shape[1] < ORPHAN_VOTES:
         return result
     near = nearest[lonely]
@@ -392,11 +393,11 @@ def adopt_orphans(features: StoryFeatures, grouped: list[int | None], graph: Nei
 
 
 def adopt_orphans_in_rounds(features: StoryFeatures, grouped: list[int | None], graph: NeighbourGraph,
-                            params: StoryParams) -> list[int | None]:
+                            params: StoryParams, adoptable: np.ndarray | None = None) -> list[int | None]:
     """``adopt_orphans`` until nothing changes, at most ``ORPHAN_ROUNDS`` times: an article taken in may be
     the nearest neighbour of another."""
     for _ in range(ORPHAN_ROUNDS):
-        adopted = adopt_orphans(features, grouped, graph, params)
+        adopted = adopt_orphans(features, grouped, graph, params, adoptable)
         if adopted == grouped:
             break
         grouped = adopted
@@ -496,15 +497,30 @@ def split_loose_groups(features: StoryFeatures, grouped: list[int | None], heads
     return result
 
 
+@dataclass(frozen=True)
+class Proposal:
+    """The window clustered from scratch (``propose``)."""
+
+    groups: list[list[int]]   # rows of each group, ascending, groups in order of their first row
+    deferred: list[int]       # rows an orphan would join a group from, not ``adoptable`` this run
+
+
 def propose_groups(features: StoryFeatures, edges: ScoredEdges, params: StoryParams,
                    graph: NeighbourGraph | None = None, window_size: int | None = None) -> list[list[int]]:
-    """The window clustered from scratch: groups of rows (each of ``min_cluster_size`` or
-    more, rows ascending), in order of their first row."""
+    """The groups of :func:`propose` (every row may be taken in as an orphan)."""
+    return propose(features, edges, params, graph, window_size).groups
+
+
+def propose(features: StoryFeatures, edges: ScoredEdges, params: StoryParams, graph: NeighbourGraph | None = None,
+            window_size: int | None = None, adoptable: np.ndarray | None = None) -> Proposal:
+    """The window clustered from scratch: groups of rows (each of ``min_cluster_size`` or more, or a sure
+    pair).  Only ``adoptable`` rows (default: all) are taken in as orphans; the others that would be are
+    ``deferred`` (a run's new articles wait a run: stories.py)."""
     import numpy as np
 
     n = features.size
     if n == 0:
-        return []
+        return Proposal([], [])
     heads, tails, similarity, threshold = edges.heads, edges.tails, edges.similarity, edges.threshold
     confident = similarity >= threshold + CORE_MARGIN
     cores = dense_cores(n, heads[confident], tails[confident], similarity[confident], params.min_cluster_size)
@@ -521,11 +537,16 @@ def propose_groups(features: StoryFeatures, edges: ScoredEdges, params: StoryPar
     grouped = attach_by_neighbours(grouped, heads, tails, similarity, threshold, ATTACH_MIN_VOTES)
     grouped = split_loose_groups(features, grouped, heads, tails, params)
     grouped = trim_groups(features, grouped, params)
+    deferred: list[int] = []
     if graph is not None:
-        grouped = adopt_orphans_in_rounds(features, grouped, graph, params)
-        grouped = split_loose_groups(features, grouped, heads, tails, params)
+        adopted = adopt_orphans_in_rounds(features, grouped, graph, params)
+        if adoptable is not None:
+            deferred = [row for row in range(n) if grouped[row] is None and adopted[row] is not None
+                        and not adoptable[row]]
+            adopted = adopt_orphans_in_rounds(features, grouped, graph, params, adoptable)
+        grouped = split_loose_groups(features, adopted, heads, tails, params)
     members: dict[int, list[int]] = {}
     for row, label in enumerate(grouped):
         if label is not None:
             members.setdefault(label, []).append(row)
-    return [members[label] for label in sorted(members, key=lambda g: members[g][0])]
+    return Proposal([members[label] for label in sorted(members, key=lambda g: members[g][0])], deferred)

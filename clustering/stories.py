@@ -173,7 +173,7 @@ def assign_stories(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
     (``region_rows``).  Returns only what changes."""
     import numpy as np
 
-    from .cluster import propose_groups
+    from .cluster import propose
     from .graph import build_graph
 
     if not docs or all(doc.story_id is not None for doc in docs):
@@ -187,16 +187,18 @@ def assign_stories(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
     features = story_features(docs, vectors, params, rows)
     whole = len(rows) == len(docs)
     edges = score_edges(features, graph if whole else graph.restricted(np.asarray(rows)), params)
-    groups = propose_groups(features, edges, params, graph if whole else graph.restricted(np.asarray(rows)),
-                            window_size=len(docs))
+    adoptable = None if first_run else np.asarray([not docs[row].is_new for row in rows])
+    proposal = propose(features, edges, params, graph if whole else graph.restricted(np.asarray(rows)),
+                       window_size=len(docs), adoptable=adoptable)
     region = [docs[row] for row in rows]
-    result = reconcile(region, groups, features, edges, params, taken_ids, first_run=first_run)
+    result = reconcile(region, proposal.groups, features, edges, params, taken_ids, first_run=first_run,
+                       deferred=proposal.deferred)
     return dataclasses.replace(result, region=None if whole else tuple(doc.article_id for doc in region))
 
 
 def reconcile(docs: Sequence[StoryDoc], groups: Sequence[Sequence[int]], features: StoryFeatures,
               edges: ScoredEdges, params: StoryParams, taken_ids: Collection[str] = (), *,
-              first_run: bool | None = None) -> StoryAssignment:
+              first_run: bool | None = None, deferred: Sequence[int] = ()) -> StoryAssignment:
     """Turn proposed groups (rows of ``docs``) into story changes (module doc, steps 2–5).
     ``first_run``: every article of the window is new (default: judged from ``docs``)."""
     current = [doc.story_id for doc in docs]
@@ -206,7 +208,7 @@ def reconcile(docs: Sequence[StoryDoc], groups: Sequence[Sequence[int]], feature
             members[story_id].append(row)
     if first_run is None:
         first_run = all(doc.is_new and doc.story_id is None for doc in docs)
-    matched = _match(groups, current)
+    matched = _match(groups, current, [1 + doc.copies for doc in docs])
     matched_stories = set(matched.values())
     merge_target = _merge_targets(groups, current, members, matched)
     result: list[str | None] = list(current)
@@ -241,6 +243,9 @@ def reconcile(docs: Sequence[StoryDoc], groups: Sequence[Sequence[int]], feature
                 result[row] = target
     waited = {doc.article_id for doc in docs if doc.pending_group is not None}
     _join_neighbours_story(result, docs, pending, edges, waited)
+    for row in deferred:  # an orphan new this run waits one, as a small new group does
+        if result[row] is None and docs[row].article_id not in pending:
+            pending[docs[row].article_id] = f"o{docs[row].article_id}"
     story_of = {docs[i].article_id: result[i] for i in range(len(docs))
                 if result[i] is not None and result[i] != current[i]}
     moved_from = {docs[i].article_id: current[i] for i in range(len(docs))
@@ -269,11 +274,16 @@ def _join_neighbours_story(result: list[str | None], docs: Sequence[StoryDoc], p
             pending.pop(docs[row].article_id, None)
 
 
-def _match(groups: Sequence[Sequence[int]], current: Sequence[str | None]) -> dict[int, str]:
-    """Group index -> story, one to one, greedily by the number of the story's members
-    in the group (ties: the older story id, then the earlier group)."""
-    overlap: Counter[tuple[int, str]] = Counter(
-        (g, current[i]) for g, group in enumerate(groups) for i in group if current[i] is not None)  # type: ignore[misc]
+def _match(groups: Sequence[Sequence[int]], current: Sequence[str | None],
+           weight: Sequence[int] | None = None) -> dict[int, str]:
+    """Group index -> story, one to one, greedily by the number of the story's articles in the group,
+    wire copies included (``weight``: 1 + a row's copies: the part of a split story that readers saw
+    most of keeps its id) (ties: the older story id, then the earlier group)."""
+    overlap: Counter[tuple[int, str]] = Counter()
+    for g, group in enumerate(groups):
+        for i in group:
+            if current[i] is not None:
+                overlap[(g, current[i])] += weight[i] if weight is not None else 1  # type: ignore[index]
     matched: dict[int, str] = {}
     taken: set[str] = set()
     for (g, story_id), _ in sorted(overlap.items(), key=lambda kv: (-kv[1], _id_order(kv[0][1]), kv[0][0])):

@@ -256,3 +256,34 @@ def test_a_new_story_never_reuses_an_id() -> None:
 def test_story_params_validation(options: dict[str, float], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         StoryParams(**options)  # type: ignore[arg-type]
+
+
+def test_the_part_of_a_split_story_that_readers_saw_most_of_keeps_its_id() -> None:
+    """s1 mixed 8 articles of event A with 3 of event B, each of B's with three wire copies: twelve of
+    the story's twenty articles were B's.  Five more of B show two events: B keeps s1, A moves."""
+    vectors = around(EVENT_A, 8, 0) + around(EVENT_B, 3, 8) + around(EVENT_B, 5, 11)
+    docs, matrix = vector_docs(vectors, story_ids={i: "s1" for i in range(1, 12)}, new=set(range(12, 17)))
+    copied = [replace(d, copies=3) if d.article_id in (9, 10, 11) else d for d in docs]
+    result = assign_stories(copied, matrix, VECTORS)
+    assert result.new_story_ids == ("s2",)  # s1 is taken: the next earliest of A's articles names it
+    assert result.story_of == {**{i: "s2" for i in range(1, 9)}, **{i: "s1" for i in range(12, 17)}}
+    assert result.moved_from == {i: "s1" for i in range(1, 9)}
+    # counting rows alone, A's eight outnumber B's three: A keeps s1 and B moves
+    plain = assign_stories(docs, matrix, VECTORS)
+    assert plain.new_story_ids == ("s9",) and plain.moved_from == {9: "s1", 10: "s1", 11: "s1"}
+
+
+def test_an_orphan_new_in_a_later_run_waits_one_run_then_joins_its_neighbours_story() -> None:
+    """A new article near story s1 but under its merge threshold (cosine 0.55): its nearest neighbours
+    are all s1's.  On a first run it joins at once; in a later run it waits a run first."""
+    near_a = np.array([0.55, 0.0, 0.835], dtype=np.float32)
+    vectors = around(EVENT_A, 5, 0) + around(near_a, 1, 5)
+    docs, matrix = vector_docs(vectors)
+    assert assign_stories(docs, matrix, VECTORS).story_of == {i: "s1" for i in range(1, 7)}
+    story_ids = {i: "s1" for i in range(1, 6)}
+    docs, matrix = vector_docs(vectors, story_ids=story_ids, new={6})
+    first = assign_stories(docs, matrix, VECTORS)
+    assert first.story_of == {} and first.pending == {6: "o6"}
+    docs, matrix = vector_docs(vectors, story_ids=story_ids, new=set(), pending=first.pending)
+    second = assign_stories(docs, matrix, VECTORS)
+    assert second.story_of == {6: "s1"} and second.pending == {}
