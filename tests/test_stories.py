@@ -287,3 +287,21 @@ def test_an_orphan_new_in_a_later_run_waits_one_run_then_joins_its_neighbours_st
     docs, matrix = vector_docs(vectors, story_ids=story_ids, new=set(), pending=first.pending)
     second = assign_stories(docs, matrix, VECTORS)
     assert second.story_of == {6: "s1"} and second.pending == {}
+
+
+def test_a_new_article_that_barely_fits_the_story_its_group_matched_waits_a_run_before_joining() -> None:
+    """Rows 0–4 are s1; the proposal puts two new articles in s1's group, one close to it (cosine 0.99)
+    and one at cosine 0.45 (under the 0.6 merge threshold).  The close one joins; the other waits a run,
+    then joins if its group still holds it."""
+    weak = np.array([0.45, 0.0, 0.893], dtype=np.float32)
+    docs, matrix = vector_docs(around(EVENT_A, 6, 0) + around(weak, 1, 6),
+                               story_ids={i: "s1" for i in range(1, 6)}, new={6, 7})
+    features = story_features(docs, matrix, VECTORS)
+    none = edges({})
+    result = reconcile(docs, [[0, 1, 2, 3, 4, 5, 6]], features, none, VECTORS)
+    assert result.story_of == {6: "s1"} and result.pending == {7: "j7"}
+    waited = [replace(d, is_new=False, pending_group="j7") if d.article_id == 7 else d for d in docs]
+    assert reconcile(waited, [[0, 1, 2, 3, 4, 5, 6]], features, none, VECTORS).story_of == {6: "s1", 7: "s1"}
+    # a first run takes everything in at once
+    first = [replace(d, story_id=None, is_new=True) for d in docs]
+    assert set(reconcile(first, [[0, 1, 2, 3, 4, 5, 6]], features, none, VECTORS).story_of) == set(range(1, 8))
