@@ -31,7 +31,7 @@ headlines, so one fixed cut splits short-text stories or merges full-article one
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .scoring import (
     ATTACH_MIN_VOTES,
@@ -162,11 +162,7 @@ def _leaves_from_tree(distance: scipy.sparse.csr_matrix, min_cluster_size: int) 
     import scipy.sparse
     from scipy.sparse import csgraph
 
-    try:
-        from hdbscan._hdbscan_linkage import label
-        from hdbscan.hdbscan_ import _tree_to_labels
-    except (ImportError, AttributeError) as exc:
-        raise _NoTreeFunctions from exc
+    label, condense_tree, compute_stability, get_clusters = _tree_functions()
     matrix = scipy.sparse.csr_matrix(distance, dtype=np.float64, copy=True)
     matrix.sort_indices()
     counts = np.diff(matrix.indptr)
@@ -180,9 +176,41 @@ def _leaves_from_tree(distance: scipy.sparse.csr_matrix, min_cluster_size: int) 
     nonzeros = tree.nonzero()
     edges = np.vstack(nonzeros + (np.asarray(tree[nonzeros]).ravel(),)).T
     edges = edges[np.argsort(edges.T[2]), :]   # as hdbscan sorts them (its ties, its order)
-    labels: np.ndarray = _tree_to_labels(None, label(edges), min_cluster_size=min_cluster_size,
-                                         cluster_selection_method="leaf", allow_single_cluster=True)[0]
+    # hdbscan_._tree_to_labels (no persistence simplification at its default of 0)
+    condensed = condense_tree(label(edges), min_cluster_size)
+    labels: np.ndarray = get_clusters(condensed, compute_stability(condensed), cluster_selection_method="leaf",
+                                      allow_single_cluster=True)[0]
     return labels
+
+
+def _tree_functions() -> tuple[Any, Any, Any, Any]:
+    """hdbscan's compiled ``label``, ``condense_tree``, ``compute_stability`` and ``get_clusters``,
+    loaded without running the hdbscan package's ``__init__``, which imports scikit-learn, pandas
+    and scipy.stats: 0.9 s of a cron run on a 100k window (issue 19), for two extension modules
+    that need only NumPy.  The package is stood in by its bare module while they load (the
+    linkage module cimports ``hdbscan.dist_metrics``), then taken out again, so that a later
+    ``import hdbscan`` runs as usual and finds these modules loaded."""
+    import importlib
+    import importlib.util
+    import sys
+
+    try:
+        if "hdbscan" not in sys.modules:
+            spec = importlib.util.find_spec("hdbscan")
+            if spec is None or spec.submodule_search_locations is None:
+                raise _NoTreeFunctions
+            sys.modules["hdbscan"] = importlib.util.module_from_spec(spec)   # without its __init__
+            try:
+                linkage = importlib.import_module("hdbscan._hdbscan_linkage")
+                tree = importlib.import_module("hdbscan._hdbscan_tree")
+            finally:
+                del sys.modules["hdbscan"]
+        else:
+            linkage = importlib.import_module("hdbscan._hdbscan_linkage")
+            tree = importlib.import_module("hdbscan._hdbscan_tree")
+        return linkage.label, tree.condense_tree, tree.compute_stability, tree.get_clusters
+    except (ImportError, AttributeError) as exc:
+        raise _NoTreeFunctions from exc
 
 
 def average_linkage(features: StoryFeatures, heads: np.ndarray, tails: np.ndarray, params: StoryParams,

@@ -228,6 +228,33 @@ def test_leaves_from_the_tree_equal_hdbscans_own_estimator() -> None:
     assert compared > 100
 
 
+def test_leaves_from_the_tree_load_no_scikit_learn_and_leave_hdbscan_importable() -> None:
+    """The tree functions load without the hdbscan package's __init__ (scikit-learn, pandas: 0.9 s of
+    a cron run); an ``import hdbscan`` after them works, and its estimator gives the same labels."""
+    import subprocess
+    import sys
+
+    script = """
+import sys, warnings
+import numpy as np, scipy.sparse
+from clustering.cluster import _leaves_from_tree
+rng = np.random.default_rng(3)
+distance = rng.random((40, 40)).round(1) + 0.05
+distance = scipy.sparse.csr_matrix(np.triu(distance, 1) + np.triu(distance, 1).T)
+labels = _leaves_from_tree(distance, 3)
+assert "sklearn" not in sys.modules and "hdbscan" not in sys.modules, sorted(sys.modules)
+import hdbscan
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    expected = hdbscan.HDBSCAN(metric="precomputed", min_cluster_size=3, min_samples=1,
+                               cluster_selection_method="leaf", allow_single_cluster=True).fit_predict(distance)
+assert np.array_equal(labels, expected) and np.array_equal(_leaves_from_tree(distance, 3), expected)
+assert labels.max() >= 1
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_small_component_is_one_core_and_too_small_is_none() -> None:
     heads, tails = np.array([0, 1, 3]), np.array([1, 2, 4])
     labels = dense_cores(5, heads, tails, np.array([0.9, 0.9, 0.9]), 3)
