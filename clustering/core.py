@@ -565,10 +565,9 @@ class Pipeline:
         state = self._window_state(canonical, canonical_vectors)
         docs = [stories.StoryDoc(article_id=a.id, title=a.title, text=a.summary,
                                  published=a.published, source=a.source, story_id=a.story_id,
-                                 is_new=not a.processed, pending_group=a.pending_group,
-                                 terms=state.terms[a.id]) for a in canonical]
+                                 is_new=not a.processed, pending_group=a.pending_group) for a in canonical]
         assignment = stories.assign_stories(docs, canonical_vectors, self.config.stories,
-                                            taken_ids=taken_ids, graph=state.graph)
+                                            taken_ids=taken_ids, graph=state.graph, terms=state.terms)
         unassigned = sum(1 for a in canonical if a.story_id is None and a.id not in assignment.story_of)
         # history: the window's memberships before this run (``before``) and after it
         after = {a.id: a.story_id for a in before}

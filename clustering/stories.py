@@ -49,7 +49,7 @@ from .scoring import (
     score_edges,
     tfidf_rows,
 )
-from .terms import ArticleTerms, article_terms, name_evidence, window_names
+from .terms import ArticleTerms, TermTable, article_terms
 
 if TYPE_CHECKING:
     import numpy as np
@@ -102,26 +102,29 @@ class StoryAssignment:
 
 
 def story_features(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryParams,
-                   rows: Sequence[int] | None = None) -> StoryFeatures:
+                   rows: Sequence[int] | None = None, terms: TermTable | None = None) -> StoryFeatures:
     """Embeddings, names (window-learned, terms.py) and text lengths of the window's ``rows``
     (default all): each row is what the whole window would give it (name evidence and document
-    frequencies come from every article of ``docs``)."""
+    frequencies come from every article of ``docs``).  ``terms``: the docs' terms in columns, a
+    row per doc, when the caller keeps them (window.py); else read from the docs."""
     import numpy as np
 
     from .terms import words
 
     selected = list(range(len(docs))) if rows is None else list(rows)
-    terms = [doc.article_terms() for doc in docs]
-    names = window_names(terms, name_evidence(terms))
+    if terms is None:
+        terms = TermTable.of(doc.article_terms() for doc in docs)
+    if len(terms) != len(docs):
+        raise ValueError(f"{len(terms)} rows of terms for {len(docs)} articles")
+    names, name_frequency = terms.window_names(selected)
     max_share = MAX_TERM_SHARE if len(docs) > SMALL_WINDOW else None
-    name_rows = tfidf_rows([names[r] for r in selected], MIN_TERM_ARTICLES, max_share,
-                           document_frequency(names), len(docs))
+    name_rows = tfidf_rows(names, MIN_TERM_ARTICLES, max_share, name_frequency, len(docs))
     word_rows = None
     if params.lexical_weight > 0:
         tokens = [words(f"{d.title}\n{d.text}") for d in docs]
         word_rows = tfidf_rows([tokens[r] for r in selected], MIN_TERM_ARTICLES, max_share,
                                document_frequency(tokens), len(docs))
-    log_words = np.log2(np.maximum([terms[r].word_count for r in selected], 1)).astype(np.float64)
+    log_words = np.log2(np.maximum(terms.word_counts[selected], 1)).astype(np.float64)
     return StoryFeatures(vectors=np.ascontiguousarray(vectors[selected], dtype=np.float32), names=name_rows,
                          log_words=log_words, words=word_rows)
 
@@ -162,12 +165,13 @@ def _id_order(story_id: str) -> tuple[int, str]:
 
 
 def assign_stories(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryParams,
-                   taken_ids: Collection[str] = (), *, graph: NeighbourGraph | None = None) -> StoryAssignment:
+                   taken_ids: Collection[str] = (), *, graph: NeighbourGraph | None = None,
+                   terms: TermTable | None = None) -> StoryAssignment:
     """Assign the window's articles to existing or new stories (see the module doc).
 
     ``taken_ids`` are story ids already used (also outside the window); a new story never
-    reuses one.  ``graph`` is the window's neighbour graph when the caller keeps one (window.py);
-    it is built here otherwise.  Only the region the new articles touch is clustered afresh
+    reuses one.  ``graph`` and ``terms`` (a row per doc) are the window's neighbour graph and
+    terms when the caller keeps them (window.py); they are built here otherwise.  Only the region the new articles touch is clustered afresh
     (``region_rows``).  Returns only what changes."""
     import numpy as np
 
@@ -182,7 +186,7 @@ def assign_stories(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
     if not rows:
         return StoryAssignment({}, (), (), region=())
     first_run = all(doc.is_new and doc.story_id is None for doc in docs)
-    features = story_features(docs, vectors, params, rows)
+    features = story_features(docs, vectors, params, rows, terms)
     whole = len(rows) == len(docs)
     edges = score_edges(features, graph if whole else graph.restricted(np.asarray(rows)), params)
     groups = propose_groups(features, edges, params, graph if whole else graph.restricted(np.asarray(rows)),
