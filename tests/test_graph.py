@@ -83,3 +83,30 @@ def test_an_update_with_nothing_new_changes_nothing() -> None:
     same, searched = update_graph(ids, graph, ids, vectors, 5)
     assert searched == 0
     assert np.array_equal(same.neighbours, graph.neighbours) and np.array_equal(same.similarity, graph.similarity)
+
+
+def test_the_graph_does_not_depend_on_faiss_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FAISS's scores round differently on one thread and on two; the lists are chosen by exact
+    cosine, so a search on fewer threads (a busy machine: graph.search_threads) gives the same graph."""
+    import faiss
+
+    from clustering import graph as graph_module
+
+    vectors = unit_rows(6000, 32, 9)
+    vectors[1000:1100] = vectors[2000:2100]  # exact ties too
+    built = {}
+    for threads in (1, 2):
+        monkeypatch.setattr(graph_module, "search_threads", lambda _before, threads=threads: threads)
+        built[threads] = build_graph(vectors, 10)
+    assert np.array_equal(built[1].neighbours, built[2].neighbours)
+    assert np.array_equal(built[1].similarity, built[2].similarity)
+    before = faiss.omp_get_max_threads()
+    build_graph(vectors[:50], 5)
+    assert faiss.omp_get_max_threads() == before  # restored after the search
+
+
+def test_search_threads_leave_the_busy_cores_alone() -> None:
+    from clustering.graph import search_threads
+
+    assert search_threads(2, load=2.3) == 1 and search_threads(4, load=0.0) <= 4
+    assert search_threads(1, load=0.0) == 1 and search_threads(8, load=100.0) == 1
