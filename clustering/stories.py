@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -165,7 +165,7 @@ def _id_order(story_id: str) -> tuple[int, str]:
 
 
 def assign_stories(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryParams,
-                   taken_ids: Collection[str] = (), *, graph: NeighbourGraph | None = None,
+                   taken_ids: Container[str] = (), *, graph: NeighbourGraph | None = None,
                    terms: TermTable | None = None) -> StoryAssignment:
     """Assign the window's articles to existing or new stories (see the module doc).
 
@@ -197,7 +197,7 @@ def assign_stories(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
 
 
 def reconcile(docs: Sequence[StoryDoc], groups: Sequence[Sequence[int]], features: StoryFeatures,
-              edges: ScoredEdges, params: StoryParams, taken_ids: Collection[str] = (), *,
+              edges: ScoredEdges, params: StoryParams, taken_ids: Container[str] = (), *,
               first_run: bool | None = None) -> StoryAssignment:
     """Turn proposed groups (rows of ``docs``) into story changes (module doc, steps 2–5).
     ``first_run``: every article of the window is new (default: judged from ``docs``)."""
@@ -338,7 +338,7 @@ class _UsedIds:
     """Story ids that a new story may not take: ever given (``taken``, may be a lazy
     store lookup) or present in the window."""
 
-    def __init__(self, taken: Collection[str], present: Collection[str]) -> None:
+    def __init__(self, taken: Container[str], present: Collection[str]) -> None:
         self.taken = taken
         self.given = set(present)
 

@@ -424,6 +424,10 @@ def test_existing_story_ids_finds_the_ids_named_after_the_articles(store: Store)
     assert store.existing_story_ids([120, 7, 8]) == {"s120", "s7"}
     assert store.existing_story_ids([]) == set()
     assert store.existing_story_ids(range(200)) == store.story_ids()
+    # what a run asks instead, one id at a time (core._StoredStoryIds): the same answers
+    asked = ["s12", "s12-2", "s12-4", "s120", "s7", "s8", "s1", "s12.", ""]
+    assert {story_id for story_id in asked if store.story_exists(story_id)} == \
+        store.existing_story_ids(range(200)) & set(asked)
 
 
 def test_story_count_is_kept_by_triggers_through_every_kind_of_change(database: str | Path) -> None:
