@@ -15,6 +15,7 @@ from clustering.embed import HashingEmbedder
 from clustering.graph import build_graph
 from clustering.scoring import (
     ATTACH_SHARE,
+    GroupSums,
     StoryFeatures,
     StoryParams,
     attach_by_neighbours,
@@ -83,6 +84,29 @@ def test_names_count_only_where_both_articles_have_some() -> None:
     w_e, w_n = PARAMS.embedding_weight, PARAMS.entity_weight
     assert similarity[0] == pytest.approx(w_e / (w_e + w_n))  # both named, no name in common
     assert similarity[1] == pytest.approx(1.0)  # article 2 has no names: the embedding decides alone
+
+
+def test_pair_blocks_do_not_change_a_similarity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scoring.PAIR_CHUNK only bounds the gathered arrays: edge and group similarities, and the
+    groups average linkage makes of them, are the same to the bit in blocks of any size."""
+    from clustering import scoring
+
+    rng = np.random.default_rng(12)
+    vectors = blobs(40, 12, 48, 0.4, 13)
+    n = len(vectors)
+    names = scipy.sparse.random(n, 60, density=0.05, random_state=3, format="csr", dtype=np.float32)
+    features = StoryFeatures(vectors=vectors, names=names, log_words=rng.uniform(2, 9, n))
+    graph = build_graph(vectors, 8)
+    heads, tails = graph.edges()
+    left, right = rng.integers(0, n, 5000), rng.integers(0, n, 5000)
+    sums = GroupSums.of(features, [[i, (i + 7) % n] for i in range(n)], PARAMS)
+    results = []
+    for chunk in (scoring.PAIR_CHUNK, 65536, 7, 1000):
+        monkeypatch.setattr(scoring, "PAIR_CHUNK", chunk)
+        results.append((edge_similarity(features, heads, tails, PARAMS), sums.between(left, right),
+                        average_linkage(features, heads, tails, PARAMS, np.full(n, -1))))
+    for other in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(results[0], other, strict=True))
 
 
 def test_weights_are_relative() -> None:
