@@ -110,3 +110,25 @@ def test_search_threads_leave_the_busy_cores_alone() -> None:
 
     assert search_threads(2, load=2.3) == 1 and search_threads(4, load=0.0) <= 4
     assert search_threads(1, load=0.0) == 1 and search_threads(8, load=100.0) == 1
+
+
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_faiss_loads_with_passive_threads_and_leaves_the_environment_as_it_was(preset: str | None) -> None:
+    """graph.import_faiss sets OMP_WAIT_POLICY only while faiss loads, and never over a user's value."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import os, sys
+from clustering.graph import import_faiss
+faiss = import_faiss()
+assert "faiss" in sys.modules and import_faiss() is faiss
+print(os.environ.get("OMP_WAIT_POLICY"))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset is not None:
+        env["OMP_WAIT_POLICY"] = preset
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(preset)
