@@ -289,6 +289,20 @@ class TermTable:
         document frequency).  ``evidence`` as in :func:`window_names` (default the table's own)."""
         import numpy as np
 
+        names = self.window_name_tokens(rows, evidence)
+        result: list[list[str]] = [[] for _ in range(len(self) if rows is None else len(rows))]
+        vocabulary = self.vocabulary
+        for document, token in zip(names.documents.tolist(), names.tokens.tolist(), strict=True):
+            result[document].append(vocabulary[token])
+        frequency = names.frequency
+        return result, {vocabulary[t]: int(frequency[t]) for t in np.flatnonzero(frequency).tolist()}
+
+    def window_name_tokens(self, rows: Sequence[int] | None = None, evidence: Counter[str] | None = None
+                           ) -> NameTokens:
+        """:meth:`window_names` as token ids: the names of ``rows`` (default all) in order, and the
+        document frequency of every word of the vocabulary (0: no article names it)."""
+        import numpy as np
+
         from .graph import unique_keys
 
         n, size = len(self), max(len(self.vocabulary), 1)
@@ -309,19 +323,29 @@ class TermTable:
         inside = named[kept_rows]
         frequency = np.bincount(unique_keys(kept_rows[inside] * size + kept_tokens[inside]) % size,
                                 minlength=len(self.vocabulary))
-        document_frequency = {self.vocabulary[t]: int(frequency[t]) for t in np.flatnonzero(frequency).tolist()}
-        vocabulary = self.vocabulary
-        names, titles, keep = self.name_tokens.tolist(), self.title_tokens.tolist(), title_kept.tolist()
-        name_ends, title_ends, named_rows = self.name_offsets.tolist(), self.title_offsets.tolist(), named.tolist()
-        result = []
-        for row in (range(n) if rows is None else rows):
-            if not named_rows[row]:
-                result.append([])
-                continue
-            title_span = range(title_ends[row], title_ends[row + 1])
-            result.append([vocabulary[t] for t in names[name_ends[row]:name_ends[row + 1]]]
-                          + [vocabulary[titles[i]] for i in title_span if keep[i]])
-        return result, document_frequency
+        # the names of the rows asked for, each row's sentence-case names then its kept Title-Case words
+        chosen = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        chosen = chosen.reshape(-1)
+        name_offsets, name_tokens = _take_segments(self.name_offsets, self.name_tokens, chosen)
+        title_offsets, title_tokens = _take_segments(self.title_offsets, self.title_tokens, chosen)
+        _, title_keep = _take_segments(self.title_offsets, title_kept, chosen)
+        documents = np.r_[np.repeat(np.arange(len(chosen), dtype=np.int64), np.diff(name_offsets)),
+                          np.repeat(np.arange(len(chosen), dtype=np.int64), np.diff(title_offsets))[title_keep]]
+        tokens = np.r_[name_tokens, title_tokens[title_keep]]
+        order = np.argsort(documents, kind="stable")   # names first within a row, each part in its order
+        documents, tokens = documents[order], tokens[order]
+        keep = named[chosen][documents]
+        return NameTokens(documents[keep], tokens[keep], frequency)
+
+
+@dataclass(frozen=True)
+class NameTokens:
+    """:meth:`TermTable.window_name_tokens`: the names of some rows as (document, token) pairs in
+    document order and, within one, in the order of the names; each word's document frequency."""
+
+    documents: np.ndarray    # index into the rows asked for, non-decreasing
+    tokens: np.ndarray       # ids into the table's vocabulary
+    frequency: np.ndarray    # (vocabulary,) int64
 
 
 def _take_segments(offsets: np.ndarray, tokens: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -74,6 +74,65 @@ def test_tfidf_rows_drop_terms_in_too_many_documents() -> None:
     assert np.allclose(np.linalg.norm(rows.toarray(), axis=1), 1.0)
 
 
+def _same_sparse(a: scipy.sparse.csr_matrix, b: scipy.sparse.csr_matrix) -> bool:
+    return (a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a.indptr, b.indptr)
+            and np.array_equal(a.indices, b.indices) and np.array_equal(a.data, b.data))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tfidf_of_token_ids_is_tfidf_rows_to_the_bit(seed: int) -> None:
+    """scoring.tfidf_token_rows (NumPy, token ids) builds the matrix tfidf_rows builds from lists of
+    words: the same entries in the same order, the same weights."""
+    from clustering.scoring import document_frequency, tfidf_token_rows
+
+    rng = np.random.default_rng(seed)
+    vocabulary = [f"w{i}" for i in range(int(rng.integers(1, 40)))]
+    documents = [[vocabulary[t] for t in rng.integers(0, len(vocabulary), int(rng.integers(0, 12)))]
+                 for _ in range(int(rng.integers(0, 80)))]
+    total = len(documents) + int(rng.integers(0, 50))
+    frequency = {w: c + int(rng.integers(0, 5)) for w, c in document_frequency(documents).items()}
+    ids = {w: i for i, w in enumerate(vocabulary)}
+    flat_documents = np.asarray([d for d, doc in enumerate(documents) for _ in doc], dtype=np.int64)
+    flat_tokens = np.asarray([ids[w] for doc in documents for w in doc], dtype=np.int64)
+    frequency_array = np.asarray([frequency.get(w, 0) for w in vocabulary], dtype=np.int64)
+    for min_articles, max_share in ((1, None), (2, None), (2, 0.5), (3, 0.05)):
+        expected = tfidf_rows(documents, min_articles, max_share, frequency, total)
+        ours = tfidf_token_rows(flat_documents, flat_tokens, len(documents), frequency_array, min_articles,
+                                max_share, total)
+        assert _same_sparse(ours, expected)
+
+
+def test_story_features_names_are_those_of_window_names_and_tfidf_rows() -> None:
+    """story_features reads the names through TermTable and tfidf_token_rows; on a window with
+    Title-Case headlines, numbers and unnamed articles the name rows equal the per-article path."""
+    from clustering.scoring import MAX_TERM_SHARE, MIN_TERM_ARTICLES, document_frequency
+    from clustering.terms import name_evidence, window_names
+
+    rng = np.random.default_rng(21)
+    syllables = ["ka", "lor", "ven", "mi", "sto", "ra", "bel", "dun", "or", "is", "tha", "quin"]
+    people = [" ".join("".join(rng.choice(syllables, 2)).capitalize() for _ in range(int(rng.integers(1, 3))))
+              for _ in range(60)]
+    texts = []
+    for i in range(300):
+        chosen = rng.choice(people, 2, replace=False)
+        if i % 5 == 0:
+            texts.append((f"{chosen[0]} Faces Vote In {chosen[1]}", ""))
+        elif i % 7 == 0:
+            texts.append(("", f"the count rose to {i} on day {i % 9}"))
+        else:
+            texts.append((f"report {i}", f"the officials said that {chosen[0]} had met with {chosen[1]} near "
+                                         f"the river on {i % 31} May, again."))
+    docs = [StoryDoc(i, t, x, None, "s") for i, (t, x) in enumerate(texts)]  # type: ignore[arg-type]
+    vectors = EMBEDDER.embed([f"{t} {x}" for t, x in texts])
+    rows = sorted(rng.choice(len(docs), 120, replace=False).tolist())
+    features = story_features(docs, vectors, PARAMS, rows)
+    terms = [d.article_terms() for d in docs]
+    names = window_names(terms, name_evidence(terms))
+    expected = tfidf_rows([names[r] for r in rows], MIN_TERM_ARTICLES, MAX_TERM_SHARE, document_frequency(names),
+                          len(docs))
+    assert _same_sparse(features.names, expected) and features.names.nnz > 100
+
+
 # --- the similarity ----------------------------------------------------------------------------------
 def test_names_count_only_where_both_articles_have_some() -> None:
     vectors = np.eye(3, dtype=np.float32)[[0, 0, 0]]  # embedding cosine 1 everywhere
