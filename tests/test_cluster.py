@@ -414,3 +414,33 @@ def test_names_tell_articles_apart_but_never_make_them_closer_than_their_embeddi
     names = scipy.sparse.csr_matrix(np.asarray([[1.0], [1.0]], dtype=np.float32))  # ... sharing one name
     features = StoryFeatures(vectors=vectors, names=names, log_words=np.zeros(2))
     assert edge_similarity(features, np.array([0]), np.array([1]), PARAMS)[0] == pytest.approx(0.0)
+
+
+def _reciprocal_best_by_sorting(left: np.ndarray, right: np.ndarray, scores: np.ndarray,
+                                n: int) -> tuple[np.ndarray, np.ndarray]:
+    """cluster._reciprocal_best as it was written before issue 19: a lexsort of every pair."""
+    group, partner, score = np.r_[left, right], np.r_[right, left], np.r_[scores, scores]
+    order = np.lexsort((partner, -score, group))
+    group, partner = group[order], partner[order]
+    first = np.r_[True, group[1:] != group[:-1]]
+    best = np.full(n, -1, dtype=np.int64)
+    best[group[first]] = partner[first]
+    candidates = group[first]
+    mutual = (best[best[candidates]] == candidates) & (candidates < best[candidates])
+    return candidates[mutual], best[candidates[mutual]]
+
+
+def test_reciprocal_best_pairs_equal_those_of_a_full_sort() -> None:
+    from clustering.cluster import _reciprocal_best
+
+    rng = np.random.default_rng(17)
+    for trial in range(400):
+        n = int(rng.integers(2, 150))
+        left, right = rng.integers(0, n, 400), rng.integers(0, n, 400)
+        keys = np.unique(np.minimum(left, right) * n + np.maximum(left, right))
+        keys = keys[keys // n != keys % n]
+        tied = rng.choice([0.1, 0.2, 0.3, 0.0, -0.0, -np.inf], len(keys))
+        scores = tied if trial % 2 else rng.random(len(keys))
+        ours = _reciprocal_best(keys // n, keys % n, scores, n)
+        expected = _reciprocal_best_by_sorting(keys // n, keys % n, scores, n)
+        assert all(np.array_equal(a, b) for a, b in zip(ours, expected, strict=True)), trial
