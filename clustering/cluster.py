@@ -31,6 +31,7 @@ headlines, so one fixed cut splits short-text stories or merges full-article one
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from .scoring import (
@@ -112,13 +113,15 @@ def dense_cores(n: int, heads: np.ndarray, tails: np.ndarray, similarity: np.nda
     next_label = 0
     order = np.argsort(component, kind="stable")
     starts = np.r_[0, np.cumsum(sizes)]
+    by_component = graph[order][:, order]   # each component's block on the diagonal: sliced, not gathered
     for c in np.flatnonzero(sizes >= min_cluster_size):
         rows = order[starts[c]:starts[c + 1]]
         if len(rows) < 2 * min_cluster_size:
             labels[rows] = next_label
             next_label += 1
             continue
-        found = _hdbscan_leaves(graph[rows][:, rows], min_cluster_size)
+        block = slice(starts[c], starts[c + 1])
+        found = _hdbscan_leaves(by_component[block, block], min_cluster_size)
         inside = found >= 0
         labels[rows[inside]] = found[inside] + next_label
         next_label += int(found.max()) + 1 if inside.any() else 0
@@ -183,13 +186,15 @@ def _leaves_from_tree(distance: scipy.sparse.csr_matrix, min_cluster_size: int) 
     return labels
 
 
+@functools.cache
 def _tree_functions() -> tuple[Any, Any, Any, Any]:
     """hdbscan's compiled ``label``, ``condense_tree``, ``compute_stability`` and ``get_clusters``,
     loaded without running the hdbscan package's ``__init__``, which imports scikit-learn, pandas
     and scipy.stats: 0.9 s of a cron run on a 100k window (issue 19), for two extension modules
     that need only NumPy.  The package is stood in by its bare module while they load (the
     linkage module cimports ``hdbscan.dist_metrics``), then taken out again, so that a later
-    ``import hdbscan`` runs as usual and finds these modules loaded."""
+    ``import hdbscan`` runs as usual and finds these modules loaded.  Looked up once a process (a run
+    asks for them per connected component, 600 times on a 100k window)."""
     import importlib
     import importlib.util
     import sys

@@ -444,3 +444,41 @@ def test_reciprocal_best_pairs_equal_those_of_a_full_sort() -> None:
         ours = _reciprocal_best(keys // n, keys % n, scores, n)
         expected = _reciprocal_best_by_sorting(keys // n, keys % n, scores, n)
         assert all(np.array_equal(a, b) for a, b in zip(ours, expected, strict=True)), trial
+
+
+def test_dense_cores_equal_those_of_each_component_gathered_on_its_own() -> None:
+    """dense_cores slices each component's block from one permuted matrix; the labels are those of
+    gathering every component's rows and columns from the whole graph, as it did before issue 19."""
+    from scipy.sparse.csgraph import connected_components
+
+    from clustering.cluster import _hdbscan_leaves
+
+    def gathered(n: int, heads: np.ndarray, tails: np.ndarray, similarity: np.ndarray, size: int) -> np.ndarray:
+        labels = np.full(n, -1, dtype=np.int64)
+        distance = np.clip(1.0 - similarity, 1e-6, 2.0)
+        graph = scipy.sparse.coo_matrix((np.r_[distance, distance], (np.r_[heads, tails], np.r_[tails, heads])),
+                                        shape=(n, n)).tocsr()
+        count, component = connected_components(graph, directed=False)
+        sizes = np.bincount(component, minlength=count)
+        order, starts, next_label = np.argsort(component, kind="stable"), np.r_[0, np.cumsum(sizes)], 0
+        for c in np.flatnonzero(sizes >= size):
+            rows = order[starts[c]:starts[c + 1]]
+            if len(rows) < 2 * size:
+                labels[rows] = next_label
+                next_label += 1
+                continue
+            found = _hdbscan_leaves(graph[rows][:, rows], size)
+            labels[rows[found >= 0]] = found[found >= 0] + next_label
+            next_label += int(found.max()) + 1 if (found >= 0).any() else 0
+        return labels
+
+    rng = np.random.default_rng(23)
+    for _ in range(30):
+        vectors = blobs(int(rng.integers(3, 12)), int(rng.integers(3, 15)), 16, 0.5, int(rng.integers(1000)))
+        graph = build_graph(vectors, int(rng.integers(2, 6)))
+        heads, tails = graph.edges()
+        similarity = np.round(np.einsum("ij,ij->i", vectors[heads], vectors[tails]), 2)
+        keep = similarity > rng.uniform(0.3, 0.8)   # several components
+        size = int(rng.integers(2, 4))
+        args = (len(vectors), heads[keep], tails[keep], similarity[keep], size)
+        assert np.array_equal(dense_cores(*args), gathered(*args))
