@@ -14,6 +14,7 @@ import errno
 import json
 import logging
 import math
+import operator
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -709,23 +710,22 @@ class Store:
 
         if not len(ids):
             return np.zeros((0, 0), dtype=np.float32)
-        found_ids: list[int] = []
-        blobs: list[bytes] = []
+        rows: list[tuple[Any, ...]] = []
         for low, high in vector_ranges(ids):
             # ORDER BY: SQLite scans in id order anyway; PostgreSQL need not
-            for article_id, vector in self._db_rows("SELECT article_id, vector FROM embeddings"
-                                                    " WHERE article_id BETWEEN ? AND ? AND model = ?"
-                                                    " ORDER BY article_id", (low, high, model)):
-                found_ids.append(article_id)
-                blobs.append(vector)
+            rows.extend(self._db_rows("SELECT article_id, vector FROM embeddings WHERE article_id BETWEEN ? AND ?"
+                                      " AND model = ? ORDER BY article_id", (low, high, model)))
+        # column by column at C speed (a Python loop over 100k rows took half of this method's 0.5 s)
         wanted = np.asarray(ids, dtype=np.int64)
-        stored = np.asarray(found_ids, dtype=np.int64)
+        stored = np.fromiter(map(operator.itemgetter(0), rows), dtype=np.int64, count=len(rows))
+        blobs = list(map(operator.itemgetter(1), rows))
         position = np.clip(np.searchsorted(stored, wanted), 0, max(len(stored) - 1, 0))
         present = stored[position] == wanted if len(stored) else np.zeros(len(wanted), dtype=bool)
         if not present.all():
             raise StorageError(f"no {model!r} embedding stored for articles {wanted[~present].tolist()[:10]}")
-        chosen = [blobs[i] for i in position.tolist()]
-        if len({len(b) for b in chosen}) != 1:
+        in_order = len(position) == len(blobs) and bool((position == np.arange(len(blobs))).all())
+        chosen = blobs if in_order else [blobs[i] for i in position.tolist()]
+        if len(set(map(len, chosen))) != 1:
             raise StorageError(f"the stored {model!r} embeddings of these articles differ in length")
         return np.frombuffer(b"".join(chosen), dtype=np.float32).reshape(len(chosen), -1).copy()
 

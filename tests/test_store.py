@@ -286,6 +286,9 @@ def test_vectors_are_read_by_ranges_of_ids_in_the_order_asked(store: Store) -> N
         store.save_embeddings("other-model", ids[-5:], vectors[-5:])
     asked = [ids[-6], ids[0], ids[3], ids[2 * VECTOR_RANGE_GAP]]
     assert np.array_equal(store.vectors(asked, MODEL), vectors[[len(ids) - 6, 0, 3, 2 * VECTOR_RANGE_GAP]])
+    in_order = store.vectors(ids[:-5], MODEL)   # every row read, in the order stored: no reordering
+    assert np.array_equal(in_order, vectors[:-5]) and in_order.flags.writeable
+    assert np.array_equal(store.vectors(ids[:3] * 2, MODEL), vectors[[0, 1, 2, 0, 1, 2]])  # asked twice
     with pytest.raises(StorageError, match=f"articles \\[{ids[-5]}"):
         store.vectors([ids[0], ids[-5]], MODEL)
 
