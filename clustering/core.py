@@ -561,16 +561,16 @@ class Pipeline:
         window = [dataclasses.replace(a, story_id=memberships[a.id]) if a.id in memberships else a for a in window]
         canonical = [a for a in window if duplicate_of.get(a.id) is None]
         canonical_vectors = vectors[[position[a.id] for a in canonical]] if canonical else vectors[:0]
-        taken_ids = self.store.existing_story_ids(a.id for a in canonical)  # the ids a new story could take
+        taken_ids = _StoredStoryIds(self.store)  # the ids a new story could take, asked one at a time
         self._report("stories", 0, len(canonical))
         state = self._window_state(canonical, canonical_vectors)
         copies = collections.Counter(c for c in duplicate_of.values() if c is not None)
         docs = [stories.StoryDoc(article_id=a.id, title=a.title, text=a.summary,
                                  published=a.published, source=a.source, story_id=a.story_id,
                                  is_new=not a.processed, pending_group=a.pending_group,
-                                 terms=state.terms[a.id], copies=copies.get(a.id, 0)) for a in canonical]
+                                 copies=copies.get(a.id, 0)) for a in canonical]
         assignment = stories.assign_stories(docs, canonical_vectors, self.config.stories,
-                                            taken_ids=taken_ids, graph=state.graph)
+                                            taken_ids=taken_ids, graph=state.graph, terms=state.terms)
         unassigned = sum(1 for a in canonical if a.story_id is None and a.id not in assignment.story_of)
         # history: the window's memberships before this run (``before``) and after it
         after = {a.id: a.story_id for a in before}
@@ -970,6 +970,21 @@ def _input_article(article: ArticleInput, now: datetime) -> NewArticle:
                       text_hash=digest)
 
 
+class _StoredStoryIds:
+    """``story_id in taken``: whether the store holds a story of that id.  The story stage asks only
+    for the ids a new story founded by a window article could take (``s<id>``, ``s<id>-<n>``), a few
+    dozen a run: a lookup each, where reading every such id of the window's articles first
+    (``Store.existing_story_ids``) took 0.2 s of a 100k window's run."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __contains__(self, story_id: object) -> bool:
+        return isinstance(story_id, str) and self.store.story_exists(story_id)
+
+
 def _lexical_text(article: WindowArticle) -> str:
-    """The body compared by the shingle test: copies keep the body, change the headline."""
-    return article.summary if len(article.summary.split()) >= 8 else f"{article.title} {article.summary}"
+    """The body compared by the shingle test: copies keep the body, change the headline.  (A
+    summary of 8 words or more: ``split(None, 7)`` stops after the eighth, which splitting every
+    summary of a 100k window whole took 0.3 s to learn.)"""
+    return article.summary if len(article.summary.split(None, 7)) >= 8 else f"{article.title} {article.summary}"

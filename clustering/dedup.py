@@ -170,8 +170,11 @@ def ivf_index(vectors: np.ndarray):  # noqa: ANN201 - a faiss.IndexIVFFlat
     """An empty inner-product IVF index trained on ``vectors`` (float32, L2-normalized), probing
     :data:`IVF_PROBES` lists: what a large search uses instead of the exact flat one.  The
     training sample is every n-th row and k-means is seeded, so one window trains one index."""
-    import faiss
     import numpy as np
+
+    from .graph import import_faiss
+
+    faiss = import_faiss()
 
     dimension = vectors.shape[1]
     lists = max(1, len(vectors) // IVF_ROWS_PER_LIST)
@@ -204,8 +207,11 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
     a growing index; tests/test_dedup.py compares the two).  ``progress(done, total)`` is
     called after each block.
     """
-    import faiss
     import numpy as np
+
+    from .graph import import_faiss
+
+    faiss = import_faiss()
 
     if not items:
         return []

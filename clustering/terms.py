@@ -18,6 +18,10 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 STOP_WORDS = frozenset("""
 a about above across after afterwards again against all almost alone along already also although always am
@@ -182,14 +186,175 @@ def window_names(terms: Sequence[ArticleTerms], evidence: Counter[str] | None = 
     """Each article's names: its sentence-case names, plus the words of its Title-Case
     lines that are numbers or that ``NAME_EVIDENCE_ARTICLES`` articles of the window
     use as names (``evidence``: :func:`name_evidence` of the window, computed here when
-    not given).  Numbers alone are no names: an article needs a word among them."""
-    if evidence is None:
-        evidence = name_evidence(terms)
-    result = []
-    for article in terms:
-        names = list(article.names) + [w for w in article.title_case_words
-                                       if w[0].isdigit() or evidence[w] >= NAME_EVIDENCE_ARTICLES]
-        # numbers tell events apart beside names (a 6.1 quake in Northvale); alone, in
-        # lower-cased text, they are counts and times that would decide the comparison
-        result.append(names if any(not n[0].isdigit() for n in names) else [])
-    return result
+    not given).  Numbers alone are no names: an article needs a word among them.
+    (:meth:`TermTable.window_names`, on these articles.)"""
+    return TermTable.of(terms).window_names(evidence=evidence)[0]
+
+
+@dataclass(frozen=True, eq=False)
+class TermTable:
+    """The terms of many articles in columns, a row per article: how the window's state keeps
+    them between runs (window.py: arrays, not 100k objects to rebuild and serialise each run), and
+    what :meth:`window_names` reads in one pass of NumPy.  Tokens are ids into ``vocabulary``
+    (distinct words); row ``i``'s names are ``name_tokens[name_offsets[i]:name_offsets[i + 1]]``,
+    in their order, and likewise its Title-Case words.  Equal tables hold equal terms, whatever
+    their vocabularies' order."""
+
+    vocabulary: tuple[str, ...]
+    name_offsets: np.ndarray     # (n + 1,) int64, from 0 to len(name_tokens)
+    name_tokens: np.ndarray      # int64 ids into vocabulary
+    title_offsets: np.ndarray    # (n + 1,) int64
+    title_tokens: np.ndarray     # int64
+    word_counts: np.ndarray      # (n,) int64
+
+    @classmethod
+    def of(cls, terms: Iterable[ArticleTerms], vocabulary: Sequence[str] = ()) -> TermTable:
+        """``terms`` in columns; the words of ``vocabulary`` (distinct) keep their ids, new ones follow."""
+        import numpy as np
+
+        index = {word: number for number, word in enumerate(vocabulary)}
+        names: list[int] = []
+        titles: list[int] = []
+        name_ends: list[int] = [0]
+        title_ends: list[int] = [0]
+        counts: list[int] = []
+        for article in terms:
+            for tokens, target, ends in ((article.names, names, name_ends), (article.title_case_words, titles, title_ends)):
+                for token in tokens:
+                    target.append(index.setdefault(token, len(index)))
+                ends.append(len(target))
+            counts.append(article.word_count)
+        return cls(tuple(index), np.asarray(name_ends, dtype=np.int64), np.asarray(names, dtype=np.int64),
+                   np.asarray(title_ends, dtype=np.int64), np.asarray(titles, dtype=np.int64),
+                   np.asarray(counts, dtype=np.int64))
+
+    def __len__(self) -> int:
+        return len(self.word_counts)
+
+    def rows(self) -> list[ArticleTerms]:
+        """Each row as the ArticleTerms it was made of."""
+        vocabulary = self.vocabulary
+        names, titles = self.name_tokens.tolist(), self.title_tokens.tolist()
+        name_ends, title_ends = self.name_offsets.tolist(), self.title_offsets.tolist()
+        return [ArticleTerms(tuple(vocabulary[t] for t in names[name_ends[i]:name_ends[i + 1]]),
+                             tuple(vocabulary[t] for t in titles[title_ends[i]:title_ends[i + 1]]), count)
+                for i, count in enumerate(self.word_counts.tolist())]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TermTable) and self.rows() == other.rows()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def take(self, rows: np.ndarray) -> TermTable:
+        """The table of ``rows`` (indices, in that order; the same vocabulary)."""
+        import numpy as np
+
+        rows = np.asarray(rows, dtype=np.int64)
+        name_offsets, name_tokens = _take_segments(self.name_offsets, self.name_tokens, rows)
+        title_offsets, title_tokens = _take_segments(self.title_offsets, self.title_tokens, rows)
+        return TermTable(self.vocabulary, name_offsets, name_tokens, title_offsets, title_tokens,
+                         self.word_counts[rows])
+
+    def followed_by(self, other: TermTable) -> TermTable:
+        """This table's rows, then ``other``'s, whose vocabulary must begin with this one's
+        (``TermTable.of(terms, vocabulary=self.vocabulary)``)."""
+        import numpy as np
+
+        if other.vocabulary[:len(self.vocabulary)] != self.vocabulary:
+            raise ValueError("the other table's vocabulary does not extend this one's")
+        return TermTable(other.vocabulary,
+                         np.r_[self.name_offsets, other.name_offsets[1:] + self.name_offsets[-1]],
+                         np.r_[self.name_tokens, other.name_tokens],
+                         np.r_[self.title_offsets, other.title_offsets[1:] + self.title_offsets[-1]],
+                         np.r_[self.title_tokens, other.title_tokens], np.r_[self.word_counts, other.word_counts])
+
+    def compacted(self) -> TermTable:
+        """The same rows with only the words they use in the vocabulary (its order kept)."""
+        import numpy as np
+
+        used = np.zeros(len(self.vocabulary), dtype=bool)
+        used[self.name_tokens] = True
+        used[self.title_tokens] = True
+        if used.all():
+            return self
+        renumber = np.cumsum(used) - 1
+        kept = np.flatnonzero(used).tolist()
+        return TermTable(tuple(self.vocabulary[i] for i in kept), self.name_offsets, renumber[self.name_tokens],
+                         self.title_offsets, renumber[self.title_tokens], self.word_counts)
+
+    def window_names(self, rows: Sequence[int] | None = None, evidence: Counter[str] | None = None
+                     ) -> tuple[list[list[str]], dict[str, int]]:
+        """:func:`window_names` of the articles ``rows`` (default all) in a window of every row
+        of the table, and in how many of the window's articles each name occurs (the name
+        document frequency).  ``evidence`` as in :func:`window_names` (default the table's own)."""
+        import numpy as np
+
+        names = self.window_name_tokens(rows, evidence)
+        result: list[list[str]] = [[] for _ in range(len(self) if rows is None else len(rows))]
+        vocabulary = self.vocabulary
+        for document, token in zip(names.documents.tolist(), names.tokens.tolist(), strict=True):
+            result[document].append(vocabulary[token])
+        frequency = names.frequency
+        return result, {vocabulary[t]: int(frequency[t]) for t in np.flatnonzero(frequency).tolist()}
+
+    def window_name_tokens(self, rows: Sequence[int] | None = None, evidence: Counter[str] | None = None
+                           ) -> NameTokens:
+        """:meth:`window_names` as token ids: the names of ``rows`` (default all) in order, and the
+        document frequency of every word of the vocabulary (0: no article names it)."""
+        import numpy as np
+
+        from .graph import unique_keys
+
+        n, size = len(self), max(len(self.vocabulary), 1)
+        digit = np.asarray([word[0].isdigit() for word in self.vocabulary], dtype=bool)
+        name_rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.name_offsets))
+        title_rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(self.title_offsets))
+        if evidence is None:   # name_evidence: the articles naming each word in sentence-case lines
+            pairs = unique_keys(name_rows * size + self.name_tokens)
+            counts = np.bincount(pairs % size, minlength=len(self.vocabulary))
+        else:
+            counts = np.asarray([evidence.get(word, 0) for word in self.vocabulary], dtype=np.int64)
+        title_kept = digit[self.title_tokens] | (counts[self.title_tokens] >= NAME_EVIDENCE_ARTICLES)
+        named = np.zeros(n, dtype=bool)   # holds a name that is not a number
+        named[name_rows[~digit[self.name_tokens]]] = True
+        named[title_rows[title_kept & ~digit[self.title_tokens]]] = True
+        kept_rows = np.r_[name_rows, title_rows[title_kept]]
+        kept_tokens = np.r_[self.name_tokens, self.title_tokens[title_kept]]
+        inside = named[kept_rows]
+        frequency = np.bincount(unique_keys(kept_rows[inside] * size + kept_tokens[inside]) % size,
+                                minlength=len(self.vocabulary))
+        # the names of the rows asked for, each row's sentence-case names then its kept Title-Case words
+        chosen = np.arange(n, dtype=np.int64) if rows is None else np.asarray(rows, dtype=np.int64)
+        chosen = chosen.reshape(-1)
+        name_offsets, name_tokens = _take_segments(self.name_offsets, self.name_tokens, chosen)
+        title_offsets, title_tokens = _take_segments(self.title_offsets, self.title_tokens, chosen)
+        _, title_keep = _take_segments(self.title_offsets, title_kept, chosen)
+        documents = np.r_[np.repeat(np.arange(len(chosen), dtype=np.int64), np.diff(name_offsets)),
+                          np.repeat(np.arange(len(chosen), dtype=np.int64), np.diff(title_offsets))[title_keep]]
+        tokens = np.r_[name_tokens, title_tokens[title_keep]]
+        order = np.argsort(documents, kind="stable")   # names first within a row, each part in its order
+        documents, tokens = documents[order], tokens[order]
+        keep = named[chosen][documents]
+        return NameTokens(documents[keep], tokens[keep], frequency)
+
+
+@dataclass(frozen=True)
+class NameTokens:
+    """:meth:`TermTable.window_name_tokens`: the names of some rows as (document, token) pairs in
+    document order and, within one, in the order of the names; each word's document frequency."""
+
+    documents: np.ndarray    # index into the rows asked for, non-decreasing
+    tokens: np.ndarray       # ids into the table's vocabulary
+    frequency: np.ndarray    # (vocabulary,) int64
+
+
+def _take_segments(offsets: np.ndarray, tokens: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The ragged rows ``rows`` of (offsets, tokens), as new (offsets, tokens)."""
+    import numpy as np
+
+    lengths = (offsets[1:] - offsets[:-1])[rows]
+    new_offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=new_offsets[1:])
+    gather = np.repeat(offsets[:-1][rows] - new_offsets[:-1], lengths) + np.arange(new_offsets[-1], dtype=np.int64)
+    return new_offsets, tokens[gather]
+

@@ -27,6 +27,7 @@ from clustering.embed import HashingEmbedder
 from clustering.graph import build_graph
 from clustering.scoring import (
     ATTACH_SHARE,
+    GroupSums,
     StoryFeatures,
     StoryParams,
     attach_by_neighbours,
@@ -85,6 +86,65 @@ def test_tfidf_rows_drop_terms_in_too_many_documents() -> None:
     assert np.allclose(np.linalg.norm(rows.toarray(), axis=1), 1.0)
 
 
+def _same_sparse(a: scipy.sparse.csr_matrix, b: scipy.sparse.csr_matrix) -> bool:
+    return (a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a.indptr, b.indptr)
+            and np.array_equal(a.indices, b.indices) and np.array_equal(a.data, b.data))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tfidf_of_token_ids_is_tfidf_rows_to_the_bit(seed: int) -> None:
+    """scoring.tfidf_token_rows (NumPy, token ids) builds the matrix tfidf_rows builds from lists of
+    words: the same entries in the same order, the same weights."""
+    from clustering.scoring import document_frequency, tfidf_token_rows
+
+    rng = np.random.default_rng(seed)
+    vocabulary = [f"w{i}" for i in range(int(rng.integers(1, 40)))]
+    documents = [[vocabulary[t] for t in rng.integers(0, len(vocabulary), int(rng.integers(0, 12)))]
+                 for _ in range(int(rng.integers(0, 80)))]
+    total = len(documents) + int(rng.integers(0, 50))
+    frequency = {w: c + int(rng.integers(0, 5)) for w, c in document_frequency(documents).items()}
+    ids = {w: i for i, w in enumerate(vocabulary)}
+    flat_documents = np.asarray([d for d, doc in enumerate(documents) for _ in doc], dtype=np.int64)
+    flat_tokens = np.asarray([ids[w] for doc in documents for w in doc], dtype=np.int64)
+    frequency_array = np.asarray([frequency.get(w, 0) for w in vocabulary], dtype=np.int64)
+    for min_articles, max_share in ((1, None), (2, None), (2, 0.5), (3, 0.05)):
+        expected = tfidf_rows(documents, min_articles, max_share, frequency, total)
+        ours = tfidf_token_rows(flat_documents, flat_tokens, len(documents), frequency_array, min_articles,
+                                max_share, total)
+        assert _same_sparse(ours, expected)
+
+
+def test_story_features_names_are_those_of_window_names_and_tfidf_rows() -> None:
+    """story_features reads the names through TermTable and tfidf_token_rows; on a window with
+    Title-Case headlines, numbers and unnamed articles the name rows equal the per-article path."""
+    from clustering.scoring import MAX_TERM_SHARE, MIN_TERM_ARTICLES, document_frequency
+    from clustering.terms import name_evidence, window_names
+
+    rng = np.random.default_rng(21)
+    syllables = ["ka", "lor", "ven", "mi", "sto", "ra", "bel", "dun", "or", "is", "tha", "quin"]
+    people = [" ".join("".join(rng.choice(syllables, 2)).capitalize() for _ in range(int(rng.integers(1, 3))))
+              for _ in range(60)]
+    texts = []
+    for i in range(300):
+        chosen = rng.choice(people, 2, replace=False)
+        if i % 5 == 0:
+            texts.append((f"{chosen[0]} Faces Vote In {chosen[1]}", ""))
+        elif i % 7 == 0:
+            texts.append(("", f"the count rose to {i} on day {i % 9}"))
+        else:
+            texts.append((f"report {i}", f"the officials said that {chosen[0]} had met with {chosen[1]} near "
+                                         f"the river on {i % 31} May, again."))
+    docs = [StoryDoc(i, t, x, None, "s") for i, (t, x) in enumerate(texts)]  # type: ignore[arg-type]
+    vectors = EMBEDDER.embed([f"{t} {x}" for t, x in texts])
+    rows = sorted(rng.choice(len(docs), 120, replace=False).tolist())
+    features = story_features(docs, vectors, PARAMS, rows)
+    terms = [d.article_terms() for d in docs]
+    names = window_names(terms, name_evidence(terms))
+    expected = tfidf_rows([names[r] for r in rows], MIN_TERM_ARTICLES, MAX_TERM_SHARE, document_frequency(names),
+                          len(docs))
+    assert _same_sparse(features.names, expected) and features.names.nnz > 100
+
+
 # --- the similarity ----------------------------------------------------------------------------------
 def test_names_count_only_where_both_articles_have_some() -> None:
     vectors = np.eye(3, dtype=np.float32)[[0, 0, 0]]  # embedding cosine 1 everywhere
@@ -95,6 +155,29 @@ def test_names_count_only_where_both_articles_have_some() -> None:
     w_e, w_n = PARAMS.embedding_weight, PARAMS.entity_weight
     assert similarity[0] == pytest.approx(w_e / (w_e + w_n))  # both named, no name in common
     assert similarity[1] == pytest.approx(1.0)  # article 2 has no names: the embedding decides alone
+
+
+def test_pair_blocks_do_not_change_a_similarity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scoring.PAIR_CHUNK only bounds the gathered arrays: edge and group similarities, and the
+    groups average linkage makes of them, are the same to the bit in blocks of any size."""
+    from clustering import scoring
+
+    rng = np.random.default_rng(12)
+    vectors = blobs(40, 12, 48, 0.4, 13)
+    n = len(vectors)
+    names = scipy.sparse.random(n, 60, density=0.05, random_state=3, format="csr", dtype=np.float32)
+    features = StoryFeatures(vectors=vectors, names=names, log_words=rng.uniform(2, 9, n))
+    graph = build_graph(vectors, 8)
+    heads, tails = graph.edges()
+    left, right = rng.integers(0, n, 5000), rng.integers(0, n, 5000)
+    sums = GroupSums.of(features, [[i, (i + 7) % n] for i in range(n)], PARAMS)
+    results = []
+    for chunk in (scoring.PAIR_CHUNK, 65536, 7, 1000):
+        monkeypatch.setattr(scoring, "PAIR_CHUNK", chunk)
+        results.append((edge_similarity(features, heads, tails, PARAMS), sums.between(left, right),
+                        average_linkage(features, heads, tails, PARAMS, np.full(n, -1))))
+    for other in results[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(results[0], other, strict=True))
 
 
 def test_weights_are_relative() -> None:
@@ -240,6 +323,33 @@ def test_leaves_from_the_tree_equal_hdbscans_own_estimator() -> None:
     assert compared > 100
 
 
+def test_leaves_from_the_tree_load_no_scikit_learn_and_leave_hdbscan_importable() -> None:
+    """The tree functions load without the hdbscan package's __init__ (scikit-learn, pandas: 0.9 s of
+    a cron run); an ``import hdbscan`` after them works, and its estimator gives the same labels."""
+    import subprocess
+    import sys
+
+    script = """
+import sys, warnings
+import numpy as np, scipy.sparse
+from clustering.cluster import _leaves_from_tree
+rng = np.random.default_rng(3)
+distance = rng.random((40, 40)).round(1) + 0.05
+distance = scipy.sparse.csr_matrix(np.triu(distance, 1) + np.triu(distance, 1).T)
+labels = _leaves_from_tree(distance, 3)
+assert "sklearn" not in sys.modules and "hdbscan" not in sys.modules, sorted(sys.modules)
+import hdbscan
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    expected = hdbscan.HDBSCAN(metric="precomputed", min_cluster_size=3, min_samples=1,
+                               cluster_selection_method="leaf", allow_single_cluster=True).fit_predict(distance)
+assert np.array_equal(labels, expected) and np.array_equal(_leaves_from_tree(distance, 3), expected)
+assert labels.max() >= 1
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_small_component_is_one_core_and_too_small_is_none() -> None:
     heads, tails = np.array([0, 1, 3]), np.array([1, 2, 4])
     labels = dense_cores(5, heads, tails, np.array([0.9, 0.9, 0.9]), 3)
@@ -369,3 +479,71 @@ def test_a_large_group_that_does_not_hold_together_is_split_into_its_events() ->
     one_event = blobs(1, 12, 32, 0.15, seed=8)
     heads, tails = build_graph(one_event, 11).edges()
     assert split_loose_groups(plain_features(one_event), [5] * 12, heads, tails, PARAMS) == [5] * 12
+
+
+def _reciprocal_best_by_sorting(left: np.ndarray, right: np.ndarray, scores: np.ndarray,
+                                n: int) -> tuple[np.ndarray, np.ndarray]:
+    """cluster._reciprocal_best as it was written before issue 19: a lexsort of every pair."""
+    group, partner, score = np.r_[left, right], np.r_[right, left], np.r_[scores, scores]
+    order = np.lexsort((partner, -score, group))
+    group, partner = group[order], partner[order]
+    first = np.r_[True, group[1:] != group[:-1]]
+    best = np.full(n, -1, dtype=np.int64)
+    best[group[first]] = partner[first]
+    candidates = group[first]
+    mutual = (best[best[candidates]] == candidates) & (candidates < best[candidates])
+    return candidates[mutual], best[candidates[mutual]]
+
+
+def test_reciprocal_best_pairs_equal_those_of_a_full_sort() -> None:
+    from clustering.cluster import _reciprocal_best
+
+    rng = np.random.default_rng(17)
+    for trial in range(400):
+        n = int(rng.integers(2, 150))
+        left, right = rng.integers(0, n, 400), rng.integers(0, n, 400)
+        keys = np.unique(np.minimum(left, right) * n + np.maximum(left, right))
+        keys = keys[keys // n != keys % n]
+        tied = rng.choice([0.1, 0.2, 0.3, 0.0, -0.0, -np.inf], len(keys))
+        scores = tied if trial % 2 else rng.random(len(keys))
+        ours = _reciprocal_best(keys // n, keys % n, scores, n)
+        expected = _reciprocal_best_by_sorting(keys // n, keys % n, scores, n)
+        assert all(np.array_equal(a, b) for a, b in zip(ours, expected, strict=True)), trial
+
+
+def test_dense_cores_equal_those_of_each_component_gathered_on_its_own() -> None:
+    """dense_cores slices each component's block from one permuted matrix; the labels are those of
+    gathering every component's rows and columns from the whole graph, as it did before issue 19."""
+    from scipy.sparse.csgraph import connected_components
+
+    from clustering.cluster import _hdbscan_leaves
+
+    def gathered(n: int, heads: np.ndarray, tails: np.ndarray, similarity: np.ndarray, size: int) -> np.ndarray:
+        labels = np.full(n, -1, dtype=np.int64)
+        distance = np.clip(1.0 - similarity, 1e-6, 2.0)
+        graph = scipy.sparse.coo_matrix((np.r_[distance, distance], (np.r_[heads, tails], np.r_[tails, heads])),
+                                        shape=(n, n)).tocsr()
+        count, component = connected_components(graph, directed=False)
+        sizes = np.bincount(component, minlength=count)
+        order, starts, next_label = np.argsort(component, kind="stable"), np.r_[0, np.cumsum(sizes)], 0
+        for c in np.flatnonzero(sizes >= size):
+            rows = order[starts[c]:starts[c + 1]]
+            if len(rows) < 2 * size:
+                labels[rows] = next_label
+                next_label += 1
+                continue
+            found = _hdbscan_leaves(graph[rows][:, rows], size)
+            labels[rows[found >= 0]] = found[found >= 0] + next_label
+            next_label += int(found.max()) + 1 if (found >= 0).any() else 0
+        return labels
+
+    rng = np.random.default_rng(23)
+    for _ in range(30):
+        vectors = blobs(int(rng.integers(3, 12)), int(rng.integers(3, 15)), 16, 0.5, int(rng.integers(1000)))
+        graph = build_graph(vectors, int(rng.integers(2, 6)))
+        heads, tails = graph.edges()
+        similarity = np.round(np.einsum("ij,ij->i", vectors[heads], vectors[tails]), 2)
+        keep = similarity > rng.uniform(0.3, 0.8)   # several components
+        size = int(rng.integers(2, 4))
+        args = (len(vectors), heads[keep], tails[keep], similarity[keep], size)
+        assert np.array_equal(dense_cores(*args), gathered(*args))

@@ -83,3 +83,52 @@ def test_an_update_with_nothing_new_changes_nothing() -> None:
     same, searched = update_graph(ids, graph, ids, vectors, 5)
     assert searched == 0
     assert np.array_equal(same.neighbours, graph.neighbours) and np.array_equal(same.similarity, graph.similarity)
+
+
+def test_the_graph_does_not_depend_on_faiss_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FAISS's scores round differently on one thread and on two; the lists are chosen by exact
+    cosine, so a search on fewer threads (a busy machine: graph.search_threads) gives the same graph."""
+    import faiss
+
+    from clustering import graph as graph_module
+
+    vectors = unit_rows(6000, 32, 9)
+    vectors[1000:1100] = vectors[2000:2100]  # exact ties too
+    built = {}
+    for threads in (1, 2):
+        monkeypatch.setattr(graph_module, "search_threads", lambda _before, threads=threads: threads)
+        built[threads] = build_graph(vectors, 10)
+    assert np.array_equal(built[1].neighbours, built[2].neighbours)
+    assert np.array_equal(built[1].similarity, built[2].similarity)
+    before = faiss.omp_get_max_threads()
+    build_graph(vectors[:50], 5)
+    assert faiss.omp_get_max_threads() == before  # restored after the search
+
+
+def test_search_threads_leave_the_busy_cores_alone() -> None:
+    from clustering.graph import search_threads
+
+    assert search_threads(2, load=2.3) == 1 and search_threads(4, load=0.0) <= 4
+    assert search_threads(1, load=0.0) == 1 and search_threads(8, load=100.0) == 1
+
+
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_faiss_loads_with_passive_threads_and_leaves_the_environment_as_it_was(preset: str | None) -> None:
+    """graph.import_faiss sets OMP_WAIT_POLICY only while faiss loads, and never over a user's value."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import os, sys
+from clustering.graph import import_faiss
+faiss = import_faiss()
+assert "faiss" in sys.modules and import_faiss() is faiss
+print(os.environ.get("OMP_WAIT_POLICY"))
+"""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset is not None:
+        env["OMP_WAIT_POLICY"] = preset
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(preset)

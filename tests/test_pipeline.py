@@ -900,3 +900,41 @@ def test_a_story_whose_members_did_not_change_keeps_its_label(tmp_path: Path) ->
         keywords = {s.id: s.keywords for s in pipeline.stories()}
     assert keywords[quake] != ("kept",) and len(keywords[quake]) > 1   # it grew: relabelled
     assert [k for s, k in keywords.items() if s != quake] == [("kept",), ("kept",)]
+
+
+def test_the_lexical_text_counts_eight_words_as_a_whole_split_did() -> None:
+    """core._lexical_text stops splitting after the eighth word; the choice of text is the same."""
+    from clustering.core import _lexical_text
+    from clustering.store import WindowArticle
+
+    rng = random.Random(4)
+    pieces = ["word", " ", "  ", "\n", "\t", "a", "\u00a0", "\u2003", "x.y", ""]
+    for _ in range(3000):
+        summary = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        article = WindowArticle(id=1, source="s", title="Title here", summary=summary, url=None,
+                                published=datetime(2025, 1, 1, tzinfo=timezone.utc), text_hash="h", processed=False,
+                                duplicate_of=None, story_id=None)
+        expected = summary if len(summary.split()) >= 8 else f"Title here {summary}"
+        assert _lexical_text(article) == expected, repr(summary)
+
+
+def test_new_stories_take_no_stored_id_through_the_lazy_lookup(tmp_path: Path) -> None:
+    """core._StoredStoryIds answers as the set of stored ids named after the window's articles did."""
+    from clustering.core import _StoredStoryIds
+    from clustering.store import NewArticle, Store
+    from clustering.stories import _UsedIds
+
+    now = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    store = Store(tmp_path / "ids.db")
+    try:
+        ids = store.add_articles([NewArticle(source="s", entry_key=f"k{i}", title=f"t{i}", summary="x", url=None,
+                                             published=now, published_estimated=False, text_hash=f"h{i}")
+                                  for i in range(3)], now)
+        with store.transaction():
+            store.add_story_members({ids[0]: f"s{ids[1]}", ids[2]: f"s{ids[1]}-2"}, now)
+        taken = _StoredStoryIds(store)
+        assert f"s{ids[1]}" in taken and f"s{ids[1]}-2" in taken and f"s{ids[0]}" not in taken and 5 not in taken
+        founder = dataclasses.make_dataclass("Doc", ["article_id"])(ids[1])
+        assert _UsedIds(taken, ()).fresh([0], [founder]) == f"s{ids[1]}-3"
+    finally:
+        store.close()

@@ -286,6 +286,9 @@ def test_vectors_are_read_by_ranges_of_ids_in_the_order_asked(store: Store) -> N
         store.save_embeddings("other-model", ids[-5:], vectors[-5:])
     asked = [ids[-6], ids[0], ids[3], ids[2 * VECTOR_RANGE_GAP]]
     assert np.array_equal(store.vectors(asked, MODEL), vectors[[len(ids) - 6, 0, 3, 2 * VECTOR_RANGE_GAP]])
+    in_order = store.vectors(ids[:-5], MODEL)   # every row read, in the order stored: no reordering
+    assert np.array_equal(in_order, vectors[:-5]) and in_order.flags.writeable
+    assert np.array_equal(store.vectors(ids[:3] * 2, MODEL), vectors[[0, 1, 2, 0, 1, 2]])  # asked twice
     with pytest.raises(StorageError, match=f"articles \\[{ids[-5]}"):
         store.vectors([ids[0], ids[-5]], MODEL)
 
@@ -424,6 +427,10 @@ def test_existing_story_ids_finds_the_ids_named_after_the_articles(store: Store)
     assert store.existing_story_ids([120, 7, 8]) == {"s120", "s7"}
     assert store.existing_story_ids([]) == set()
     assert store.existing_story_ids(range(200)) == store.story_ids()
+    # what a run asks instead, one id at a time (core._StoredStoryIds): the same answers
+    asked = ["s12", "s12-2", "s12-4", "s120", "s7", "s8", "s1", "s12.", ""]
+    assert {story_id for story_id in asked if store.story_exists(story_id)} == \
+        store.existing_story_ids(range(200)) & set(asked)
 
 
 def test_story_count_is_kept_by_triggers_through_every_kind_of_change(database: str | Path) -> None:

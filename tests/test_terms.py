@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
+
 from clustering.terms import (
+    NAME_EVIDENCE_ARTICLES,
     STOP_WORDS,
     ArticleTerms,
+    TermTable,
     article_terms,
     is_title_case,
     name_evidence,
@@ -85,3 +91,53 @@ def test_a_window_of_lower_case_or_title_case_text_has_no_names() -> None:
     title_only = [article_terms("Mourinho Seeks Killer Instinct In Basel", ""),
                   article_terms("Chelsea Beat Basel As Mourinho Celebrates", "")]
     assert window_names(title_only) == [[], []]
+
+
+# --- the window's terms in columns (window.py keeps them between runs) ----------------------------
+def _reference_window_names(terms: list[ArticleTerms]) -> tuple[list[list[str]], dict[str, int]]:
+    """window_names and the names' document frequency as they were computed per article, in Python,
+    before TermTable (issue 19)."""
+    evidence = name_evidence(terms)
+    result = []
+    for article in terms:
+        names = list(article.names) + [w for w in article.title_case_words
+                                       if w[0].isdigit() or evidence[w] >= NAME_EVIDENCE_ARTICLES]
+        result.append(names if any(not n[0].isdigit() for n in names) else [])
+    frequency: dict[str, int] = {}
+    for names in result:
+        for name in set(names):
+            frequency[name] = frequency.get(name, 0) + 1
+    return result, frequency
+
+
+def _random_terms(rng: random.Random, count: int) -> list[ArticleTerms]:
+    pool = ["northvale", "fiat", "basel", "apple", "harbour", "6.1", "12", "2012", "x", "ya", "zed", "quinn"]
+    return [ArticleTerms(tuple(rng.choice(pool) for _ in range(rng.randint(0, 5))),
+                         tuple(rng.choice(pool) for _ in range(rng.choice((0, 0, 3, 6)))), rng.randint(0, 400))
+            for _ in range(count)]
+
+
+def test_the_term_table_gives_the_names_and_frequencies_of_the_per_article_rule() -> None:
+    rng = random.Random(5)
+    for _ in range(200):
+        terms = _random_terms(rng, rng.randint(0, 30))
+        table = TermTable.of(terms)
+        names, frequency = table.window_names()
+        assert (names, frequency) == _reference_window_names(terms)
+        assert window_names(terms) == names
+        rows = sorted(rng.sample(range(len(terms)), len(terms) // 2))
+        assert table.window_names(rows) == ([names[r] for r in rows], frequency)
+
+
+def test_term_table_rows_survive_take_join_and_compaction() -> None:
+    rng = random.Random(8)
+    first, second = _random_terms(rng, 40), _random_terms(rng, 15)
+    table = TermTable.of(first)
+    joined = table.followed_by(TermTable.of(second, vocabulary=table.vocabulary))
+    assert joined.rows() == first + second
+    order = np.asarray(rng.sample(range(55), 30))
+    taken = joined.take(order).compacted()
+    assert taken.rows() == [(first + second)[i] for i in order]
+    assert taken == TermTable.of([(first + second)[i] for i in order])
+    assert set(taken.vocabulary) == {w for t in taken.rows() for w in (*t.names, *t.title_case_words)}
+    assert TermTable.of([]).rows() == [] and TermTable.of([]).window_names() == ([], {})

@@ -6,6 +6,7 @@ with a damaged or foreign one give the same stories."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import random
@@ -210,11 +211,20 @@ INCONSISTENT = {
     "similarities out of order": lambda p: p["similarity"].__setitem__((2, 0), -0.5),
     "an id twice": lambda p: p["ids"].__setitem__(1, p["ids"][0]),
     "fewer hashes than ids": lambda p: p.__setitem__("text_hashes", p["text_hashes"][:-1].copy()),
-    "terms of another length": lambda p: p.__setitem__("terms", np.frombuffer(b"[]", dtype=np.uint8)),
-    "terms that are not terms": lambda p: p.__setitem__("terms", np.frombuffer(
-        ("[" + ",".join(['[["x"], [], "many"]'] * len(p["ids"])) + "]").encode(), dtype=np.uint8)),
+    "terms of another length": lambda p: p.__setitem__("word_counts", p["word_counts"][:-1].copy()),
+    "name offsets of another length": lambda p: p.__setitem__("name_offsets", p["name_offsets"][:-1].copy()),
+    "offsets that go back": lambda p: p["title_offsets"].__setitem__(3, p["title_offsets"][2] - 1),
+    "offsets short of the tokens": lambda p: p["name_offsets"].__setitem__(-1, p["name_offsets"][-1] - 1),
+    "a token outside the vocabulary": lambda p: p["name_tokens"].__setitem__(0, 10**6),
+    "a negative token": lambda p: p["name_tokens"].__setitem__(1, -1),
+    "int32 tokens": lambda p: p.__setitem__("name_tokens", p["name_tokens"].astype(np.int32)),
+    "a negative word count": lambda p: p["word_counts"].__setitem__(0, -4),
+    "a vocabulary that is not words": lambda p: p.__setitem__("vocabulary", np.frombuffer(
+        json.dumps([1] * 10**4).encode(), dtype=np.uint8)),
+    "a word twice in the vocabulary": lambda p: p.__setitem__("vocabulary", np.frombuffer(
+        json.dumps(["same"] * 10**4).encode(), dtype=np.uint8)),
     "a header that is not JSON": lambda p: p.__setitem__("header", np.frombuffer(b"{", dtype=np.uint8)),
-    "a missing part": lambda p: p.pop("terms"),
+    "a missing part": lambda p: p.pop("vocabulary"),
 }
 
 
