@@ -186,8 +186,8 @@ def assign_stories(docs: Sequence[StoryDoc], vectors: np.ndarray, params: StoryP
 
     ``taken_ids`` are story ids already used (also outside the window); a new story never
     reuses one.  ``graph`` and ``terms`` (a row per doc) are the window's neighbour graph and
-    terms when the caller keeps them (window.py); they are built here otherwise.  Only the region the new articles touch is clustered afresh
-    (``region_rows``).  Returns only what changes."""
+    terms when the caller keeps them (window.py); they are built here otherwise.  Only the region
+    the new articles touch is clustered afresh (``region_rows``).  Returns only what changes."""
     import numpy as np
 
     from .cluster import propose

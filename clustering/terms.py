@@ -219,7 +219,8 @@ class TermTable:
         title_ends: list[int] = [0]
         counts: list[int] = []
         for article in terms:
-            for tokens, target, ends in ((article.names, names, name_ends), (article.title_case_words, titles, title_ends)):
+            for tokens, target, ends in ((article.names, names, name_ends),
+                                         (article.title_case_words, titles, title_ends)):
                 for token in tokens:
                     target.append(index.setdefault(token, len(index)))
                 ends.append(len(target))
