@@ -508,30 +508,50 @@ def split_loose_groups(features: StoryFeatures, grouped: list[int | None], heads
     for row, label in enumerate(grouped):
         if label is not None:
             members.setdefault(label, []).append(row)
-    for label, rows in members.items():
+    loose: list[tuple[list[int], float]] = []
+    for rows in members.values():
         if len(rows) < SPLIT_MIN_SIZE:
             continue
         index = np.asarray(rows, dtype=np.int64)
         total = features.vectors[index].astype(np.float64).sum(axis=0)
         cohesion = (float(total @ total) - len(rows)) / (len(rows) * (len(rows) - 1))
         bar = float(similarity_at(COHESION_PROBABILITY, np.asarray([features.log_words[index].mean()]), params)[0])
-        if cohesion >= bar:
-            continue
-        inside = np.zeros(features.size, dtype=bool)
-        inside[index] = True
-        keep = inside[heads] & inside[tails]
-        parts = average_linkage(features, heads[keep], tails[keep], params, np.full(features.size, -1),
+        if cohesion < bar:
+            loose.append((rows, bar))
+    if not loose:
+        return result
+    label_of = np.asarray([-1 if x is None else x for x in grouped], dtype=np.int64)
+    inner = (label_of[heads] >= 0) & (label_of[heads] == label_of[tails])
+    order = np.argsort(label_of[heads[inner]], kind="stable")
+    inner_heads, inner_tails = heads[inner][order], tails[inner][order]
+    inner_labels = label_of[inner_heads]
+    position = np.full(features.size, -1, dtype=np.int64)
+    for rows, bar in loose:  # each group regrouped on its own rows and its own edges
+        index = np.asarray(rows, dtype=np.int64)
+        position[index] = np.arange(len(index))
+        label = label_of[index[0]]
+        low, high = np.searchsorted(inner_labels, [label, label + 1])
+        parts = average_linkage(_rows_of(features, index), position[inner_heads[low:high]],
+                                position[inner_tails[low:high]], params, np.full(len(index), -1),
                                 fixed_threshold=bar)
-        sizes = np.bincount(parts[index], minlength=features.size)
+        sizes = np.bincount(parts, minlength=len(index))
         fresh: dict[int, int] = {}
-        for row in rows:
-            part = int(parts[row])
+        for k, row in enumerate(rows):
+            part = int(parts[k])
             if sizes[part] >= params.min_cluster_size:
                 result[row] = fresh.setdefault(part, next_label + len(fresh))
             else:
                 result[row] = None
         next_label += len(fresh)
     return result
+
+
+def _rows_of(features: StoryFeatures, index: np.ndarray) -> StoryFeatures:
+    """The features of some rows of the window, as a window of their own."""
+    return StoryFeatures(vectors=features.vectors[index], names=features.names[index],
+                         log_words=features.log_words[index],
+                         words=features.words[index] if features.words is not None else None,
+                         copies=features.copies[index] if features.copies is not None else None)
 
 
 @dataclass(frozen=True)
