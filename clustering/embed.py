@@ -179,10 +179,11 @@ THREADS_AS_WORKERS = True
 """How several CPU threads (``settings.embedding.threads``) share the work: each runs whole forward
 passes of its own share of the batches (:func:`share_batches`) on one torch thread, rather than
 every pass being split over all threads (torch's intra-op threads, before).  Split passes wait for
-each other at every step: on 2 cores that other work kept busy (load average 3), 2,000 news titles
-ran at 513 docs/s with two workers against 207 with one pass split over two threads (and 580 on one
-thread alone), docs/speed.md.  Every pass runs on one thread either way, so the vectors do not depend
-on the thread count.  Not used on a GPU."""
+each other at every step.  On 2 cores shared with other work (load average 2.2–3.9), bench/embed.py
+measured 2,000 news titles at 620 docs per CPU-second with two workers, 189 with every pass split
+over two threads and 649 on one thread (the workers' 5% less buys a second core when one is free:
+1,135 docs/s where one thread gave 655), docs/speed.md.  With workers every pass runs on one torch
+thread, so the vectors do not depend on the thread count.  Not used on a GPU."""
 
 
 MAX_EMBED_CHARS = 2000
@@ -324,7 +325,9 @@ class SentenceTransformerEmbedder:
         threads = resolve_threads(self.threads)
         transformer = model[0]
         limit = int(model.max_seq_length or transformer.tokenizer.model_max_length)
-        lengths = [len(ids) for ids in transformer.tokenizer(texts, truncation=True, max_length=limit)["input_ids"]]
+        with self._tokenizing:
+            encoded = transformer.tokenizer(texts, truncation=True, max_length=limit)
+        lengths = [len(ids) for ids in encoded["input_ids"]]
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         batches = plan_batches(lengths, self.batch_size, limit)
         as_workers = THREADS_AS_WORKERS and model.device.type == "cpu"
