@@ -10,8 +10,11 @@ articles cut at 2,000 characters (as ``article_text`` cuts).  Candidates:
 - ``fp32``, ``bf16``: ``SentenceTransformerEmbedder`` (texts grouped by padded length, about
   ``EMBED_BATCH_TOKENS`` word pieces a pass) with 2 threads, in that precision;
 - ``bf16-2048``, ``bf16-8192``: bf16 with another number of word pieces a pass;
+- ``prev``: bf16 as shipped before the lengths per doubling and the workers (texts padded to steps
+  of 16 word pieces, each pass split over the torch threads), 2 threads;
+- ``split``: bf16 with today's lengths, but each pass split over 2 torch threads (no workers);
 - ``shipped``: the defaults (precision, threads and batch size ``auto``);
-- ``old@1``, ``bf16@1``: the same on one thread (their docs per CPU-second stand for a quiet core's
+- ``old@1``, ``bf16@1``, ``prev@1``: the same on one thread (their docs per CPU-second stand for a quiet core's
   speed when the machine is busy: waiting is not counted, and one thread spins on no barrier).
 
 Each candidate runs in a fresh process (loading the model is not timed; a few texts warm it up), the
@@ -40,7 +43,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SECTION = "embed"
-CANDIDATES = ("old", "fp32", "bf16", "bf16-2048", "bf16-8192", "shipped", "old@1", "bf16@1")
+CANDIDATES = ("old", "prev", "split", "fp32", "bf16", "bf16-2048", "bf16-8192", "shipped", "old@1", "prev@1",
+              "bf16@1")
+
+
+def step16(tokens: int, limit: int) -> int:
+    """The padded length before ``LENGTHS_PER_DOUBLING``: the next multiple of 16 word pieces."""
+    return min(limit, max(16, -(-tokens // 16) * 16))
 
 
 def load_texts(shared: Path, short: int, long: int) -> tuple[list[str], list[str]]:
@@ -76,6 +85,11 @@ def child(candidate: str, shared: Path, short: int, long: int, out: Path) -> dic
         threads, precision = fixed_threads, "fp32"
     else:
         settings: dict[str, Any] = {"device": "cpu"}
+        if name in ("prev", "split"):
+            embed.THREADS_AS_WORKERS = False
+            if name == "prev":
+                embed.padded_length = step16
+            name = "bf16"
         if name != "shipped":
             precision, _, tokens = name.partition("-")
             settings.update(precision=precision, threads=fixed_threads)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -32,12 +33,15 @@ EMBED_BATCH_TOKENS = 4096
 """Word pieces per forward pass with ``batch_size: auto`` (padded lengths times texts): 256 titles of
 16 pieces or 16 articles of 256.  Measured by bench/embed.py on 2 cores (docs/speed.md)."""
 
-LENGTH_STEP = 16
-"""Texts are padded to the next multiple of this many word pieces, whatever else is in the batch,
-and embedded in groups of one padded length.  On the CPU a text's vector then depends on the text
-alone, not on its companions (bf16 rounding of a batch padded to its longest text moved vectors
-by up to 0.0014; with a length of its own the same text gives the same vector in a batch of 1
-or 64, tests/test_embed.py).  A finer step pads less but makes more, smaller batches."""
+LENGTHS_PER_DOUBLING = 8
+"""Texts are padded to one of this many lengths per doubling of their word pieces, whatever else is
+in the batch, and embedded in groups of one padded length: exact up to 15 word pieces, then steps of
+2 up to 31, 4 up to 63, 8 up to 127 and 16 beyond, so padding adds less than 1/8.  On the CPU a
+text's vector then depends on the text alone, not on its companions (bf16 rounding of a batch padded
+to its longest text moved vectors by up to 0.0014; with a length of its own the same text gives the
+same vector in a batch of 1 or 64, tests/test_embed.py).  Steps of 16 throughout (before) padded
+news titles of 9.5 word pieces on average to 16.1, 70% more work; these lengths pad them to 9.5 and
+long articles to 208.5 of 207.8 (bench/embed.py's texts).  Finer steps make more, smaller passes."""
 
 DEFAULT_PRECISION = "auto"
 """The model's number format on the device (``settings.embedding.precision``): ``fp32``, ``bf16``
@@ -49,11 +53,12 @@ measurements are in docs/speed.md."""
 PRECISIONS = ("auto", "fp32", "bf16")
 
 DEFAULT_THREADS = "auto"
-"""CPU threads the model uses (``settings.embedding.threads``): a number, or ``auto``: the CPUs this
-process may run on (its affinity) less the 1-minute load average, at least 1.  Two threads on two
-cores that other processes keep busy ran 4–20 times slower than one (each waits for the other at
-every step), so the count follows what the machine can give at each call.  The vectors do not
-depend on it."""
+"""CPU threads the model uses (``settings.embedding.threads``), each running forward passes of its own
+on one torch thread (:data:`THREADS_AS_WORKERS`): a number, or ``auto``: the CPUs this process may
+run on (its affinity) less the 1-minute load average, at least 1.  Two torch threads splitting each
+pass on two cores that other processes keep busy ran 4–20 times slower than one (each waits for the
+other at every step), so the count follows what the machine can give at each call.  The vectors do
+not depend on it."""
 
 DEFAULT_DEVICE = "auto"
 """Where the model runs (``settings.embedding.device``): ``auto`` is a CUDA GPU when torch sees
@@ -123,9 +128,10 @@ def resolve_threads(setting: int | str, *, cpus: int | None = None, load: float 
 
 
 def padded_length(tokens: int, limit: int) -> int:
-    """The length a text of ``tokens`` word pieces is padded to: the next multiple of
-    :data:`LENGTH_STEP`, at most ``limit`` (the model's maximum)."""
-    return min(limit, max(LENGTH_STEP, -(-tokens // LENGTH_STEP) * LENGTH_STEP))
+    """The length a text of ``tokens`` word pieces is padded to: the next of
+    :data:`LENGTHS_PER_DOUBLING` lengths per doubling, at most ``limit`` (the model's maximum)."""
+    step = 1 << max(0, tokens.bit_length() - LENGTHS_PER_DOUBLING.bit_length())
+    return min(limit, max(1, -(-tokens // step) * step))
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int | str, limit: int) -> list[tuple[int, list[int]]]:
@@ -141,6 +147,43 @@ def plan_batches(lengths: Sequence[int], batch_size: int | str, limit: int) -> l
         members = groups[length]
         batches.extend((length, members[start:start + rows]) for start in range(0, len(members), rows))
     return batches
+
+
+def split_batches(batches: Sequence[tuple[int, list[int]]], count: int) -> list[tuple[int, list[int]]]:
+    """``batches``, the largest of them halved until there are at least ``count`` (while one has
+    two texts or more), so that ``count`` workers all have a pass to run."""
+    batches = list(batches)
+    while len(batches) < count:
+        index = max(range(len(batches)), key=lambda i: batches[i][0] * len(batches[i][1]), default=None)
+        if index is None or len(batches[index][1]) < 2:
+            break
+        length, rows = batches[index]
+        half = (len(rows) + 1) // 2
+        batches[index:index + 1] = [(length, rows[:half]), (length, rows[half:])]
+    return batches
+
+
+def share_batches(batches: Sequence[tuple[int, list[int]]], workers: int) -> list[list[tuple[int, list[int]]]]:
+    """``batches`` dealt to ``workers``: the largest (padded length times texts) first, each to the
+    worker with the fewest word pieces so far.  Which worker runs a batch does not change its vectors."""
+    shares: list[list[tuple[int, list[int]]]] = [[] for _ in range(workers)]
+    pieces = [0] * workers
+    for batch in sorted(batches, key=lambda batch: -batch[0] * len(batch[1])):
+        worker = pieces.index(min(pieces))
+        shares[worker].append(batch)
+        pieces[worker] += batch[0] * len(batch[1])
+    return [share for share in shares if share]
+
+
+THREADS_AS_WORKERS = True
+"""How several CPU threads (``settings.embedding.threads``) share the work: each runs whole forward
+passes of its own share of the batches (:func:`share_batches`) on one torch thread, rather than
+every pass being split over all threads (torch's intra-op threads, before).  Split passes wait for
+each other at every step.  On 2 cores shared with other work (load average 2.2–3.9), bench/embed.py
+measured 2,000 news titles at 620 docs per CPU-second with two workers, 189 with every pass split
+over two threads and 649 on one thread (the workers' 5% less buys a second core when one is free:
+1,135 docs/s where one thread gave 655), docs/speed.md.  With workers every pass runs on one torch
+thread, so the vectors do not depend on the thread count.  Not used on a GPU."""
 
 
 MAX_EMBED_CHARS = 2000
@@ -204,6 +247,9 @@ class SentenceTransformerEmbedder:
         self.threads = threads
         self._model = None
         self._dimension: int | None = None
+        self._tokenizing = threading.Lock()
+        """Held while a worker tokenizes: a fast tokenizer keeps its padding length as state, so two
+        workers tokenizing at once could pad a batch to the other's length."""
         self.resolved_precision: str | None = None
         """``fp32`` or ``bf16`` once the model is loaded."""
 
@@ -276,24 +322,44 @@ class SentenceTransformerEmbedder:
         import numpy as np
         import torch
 
-        torch.set_num_threads(resolve_threads(self.threads))
+        threads = resolve_threads(self.threads)
         transformer = model[0]
         limit = int(model.max_seq_length or transformer.tokenizer.model_max_length)
-        lengths = [len(ids) for ids in transformer.tokenizer(texts, truncation=True, max_length=limit)["input_ids"]]
+        with self._tokenizing:
+            encoded = transformer.tokenizer(texts, truncation=True, max_length=limit)
+        lengths = [len(ids) for ids in encoded["input_ids"]]
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
-        with torch.inference_mode():
-            for length, rows in plan_batches(lengths, self.batch_size, limit):
-                features = transformer.preprocess(
-                    [texts[row] for row in rows],
-                    processing_kwargs={"text": {"padding": "max_length", "max_length": length}})
-                features = {key: value.to(model.device) if isinstance(value, torch.Tensor) else value
-                            for key, value in features.items()}
-                features = transformer(features)
-                features["token_embeddings"] = features["token_embeddings"].float()
-                for module in list(model)[1:]:
-                    features = module(features)
-                embedded = torch.nn.functional.normalize(features["sentence_embedding"].float(), dim=1)
-                vectors[rows] = embedded.cpu().numpy()
+        batches = plan_batches(lengths, self.batch_size, limit)
+        as_workers = THREADS_AS_WORKERS and model.device.type == "cpu"
+        if as_workers:
+            batches = split_batches(batches, threads)
+        workers = min(threads, len(batches)) if as_workers else 1
+
+        def run(share: list[tuple[int, list[int]]]) -> None:
+            torch.set_num_threads(1 if as_workers else threads)
+            with torch.inference_mode():
+                for length, rows in share:
+                    with self._tokenizing:
+                        features = transformer.preprocess(
+                            [texts[row] for row in rows],
+                            processing_kwargs={"text": {"padding": "max_length", "max_length": length}})
+                    features = {key: value.to(model.device) if isinstance(value, torch.Tensor) else value
+                                for key, value in features.items()}
+                    features = transformer(features)
+                    features["token_embeddings"] = features["token_embeddings"].float()
+                    for module in list(model)[1:]:
+                        features = module(features)
+                    embedded = torch.nn.functional.normalize(features["sentence_embedding"].float(), dim=1)
+                    vectors[rows] = embedded.cpu().numpy()
+
+        if workers == 1:
+            run(batches)
+            return vectors
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="embed") as pool:
+            for done in [pool.submit(run, share) for share in share_batches(batches, workers)]:
+                done.result()
         return vectors
 
 

@@ -14,13 +14,15 @@ from clustering.embed import (
     DEFAULT_MODEL,
     EMBED_BATCH_SIZE,
     EMBED_BATCH_TOKENS,
-    LENGTH_STEP,
+    LENGTHS_PER_DOUBLING,
     HashingEmbedder,
     SentenceTransformerEmbedder,
     is_device,
     make_embedder,
     padded_length,
     plan_batches,
+    share_batches,
+    split_batches,
     resolve_device,
     resolve_precision,
     resolve_threads,
@@ -144,18 +146,31 @@ def test_a_thread_count_is_kept_and_a_bad_one_refused() -> None:
 
 
 def test_texts_are_padded_to_a_length_of_their_own() -> None:
-    assert [padded_length(n, 256) for n in (1, 16, 17, 100, 256, 300)] == [16, 16, 32, 112, 256, 256]
-    assert LENGTH_STEP == 16
+    assert [padded_length(n, 256) for n in (1, 15, 16, 17, 33, 100, 129, 256, 300)] == [
+        1, 15, 16, 18, 36, 104, 144, 256, 256]
+    assert LENGTHS_PER_DOUBLING == 8
+    for tokens in range(1, 2000):  # padding adds less than 1/8
+        assert 0 <= padded_length(tokens, 4096) - tokens < tokens / 8
 
 
 def test_batches_group_texts_of_one_padded_length() -> None:
-    lengths = [10, 300, 20, 12, 40, 33]
-    assert plan_batches(lengths, 2, 256) == [(16, [0, 3]), (32, [2]), (48, [4, 5]), (256, [1])]
+    lengths = [10, 300, 20, 10, 34, 33]
+    assert plan_batches(lengths, 2, 256) == [(10, [0, 3]), (20, [2]), (36, [4, 5]), (256, [1])]
     many = [16] * 300 + [256] * 20
     batches = plan_batches(many, "auto", 256)
     assert [(length, len(rows)) for length, rows in batches] == [
         (16, EMBED_BATCH_TOKENS // 16), (16, 300 - EMBED_BATCH_TOKENS // 16), (256, 16), (256, 4)]
     assert sorted(row for _, rows in batches for row in rows) == list(range(320))
+
+
+def test_workers_get_shares_of_the_batches_by_word_pieces() -> None:
+    batches = [(10, [0, 1]), (20, [2]), (256, [3, 4, 5]), (36, [6, 7])]
+    assert split_batches(batches, 2) == batches
+    assert split_batches([(256, [3, 4, 5])], 2) == [(256, [3, 4]), (256, [5])]
+    assert split_batches([(256, [3])], 2) == [(256, [3])]
+    assert split_batches([], 2) == []
+    assert share_batches(batches, 2) == [[(256, [3, 4, 5])], [(36, [6, 7]), (10, [0, 1]), (20, [2])]]
+    assert share_batches(batches[:1], 3) == [[(10, [0, 1])]]
 
 
 TEXTS = ["Quake hits Northvale", "Bank raises rates by a quarter point as inflation stays high",
@@ -176,3 +191,17 @@ def test_bf16_vectors_are_close_to_fp32_and_the_same_whatever_the_batch() -> Non
     one_thread = bf16.embed(TEXTS)
     assert np.array_equal(together, alone) and np.array_equal(together, reversed_)
     assert np.array_equal(together, one_thread)
+
+
+@pytest.mark.slow
+def test_workers_give_each_text_its_own_vector_whatever_the_order() -> None:
+    words = "quake rescuers bank rates final penalties officials storm markets vote".split()
+    texts = [" ".join(words[(i + j) % len(words)] for j in range(1 + i % 30)) for i in range(400)]
+    embedder = SentenceTransformerEmbedder(device="cpu", precision="bf16", threads=2)
+    together = embedder.embed(texts)
+    order = np.random.default_rng(7).permutation(len(texts))
+    shuffled = np.empty_like(together)
+    shuffled[order] = embedder.embed([texts[i] for i in order])
+    embedder.threads = 1
+    assert np.array_equal(together, shuffled)  # (rarely) fails if two workers tokenize at once: the lock
+    assert np.array_equal(together, embedder.embed(texts))
