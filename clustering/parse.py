@@ -257,7 +257,9 @@ def plain_text(html_or_text: str) -> str:
     if not html_or_text:
         return ""
     extractor = _TextExtractor()
-    extractor.feed(_escape_unclosed(html_or_text))
+    # NUL is deleted before reading, not after: html.parser leaves an entity that a NUL follows
+    # undecoded in an unclosed tag's tail ("<A&amp\0" read as "<A&amp", "<A&amp" as "<A&")
+    extractor.feed(_escape_unclosed(html_or_text.replace("\x00", "")))
     extractor.close()
     text = "".join(extractor.parts).translate(_INVISIBLE_CHARS)
     return " ".join(text.split())

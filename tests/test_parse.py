@@ -62,6 +62,7 @@ def rss(items: str, *, declaration: bool = True) -> bytes:
     ("AT&T <3 Verizon", "AT&T <3 Verizon"),  # plain text with HTML-ish characters survives
     ("a < b and c > d", "a < b and c > d"),
     ("<![foo[bar]]> ok", "<![foo[bar]]> ok"),  # html.parser alone raises AssertionError here
+    ("<A&amp\x00", "<A&"),  # an entity before a NUL in an unclosed tail reads as without the NUL
     ("", ""),
 ])
 def test_plain_text(html: str, text: str) -> None:

@@ -56,9 +56,10 @@ TAGGED = st.lists(st.sampled_from(["<p>", "</p>", "<b>", "</b>", "<br/>", "<!--"
 
 
 def reference_text(html: str) -> str:
-    """plain_text as html.parser reads the whole input (quadratic on unclosed constructs)."""
+    """plain_text as html.parser reads the whole input (quadratic on unclosed constructs), NUL deleted
+    first as plain_text deletes it."""
     extractor = _TextExtractor()
-    extractor.feed(html)
+    extractor.feed(html.replace("\x00", ""))
     extractor.close()
     from clustering.parse import _INVISIBLE_CHARS
 
