@@ -49,6 +49,7 @@ from .scoring import (
     attach_by_neighbours,
     merge_threshold,
     pair_matrix,
+    length_share,
     similarity_at,
 )
 
@@ -142,8 +143,6 @@ PAIR_LONG_SHARE = 0.7
 def pair_min_cosine(log_words: np.ndarray) -> np.ndarray:
     """The embedding cosine a pair needs to be a story alone, by the mean log2 length of its texts."""
     import numpy as np
-
-    from .scoring import length_share
 
     share = length_share(log_words)
     up = np.clip((PAIR_LONG_SHARE - share) / (PAIR_LONG_SHARE - PAIR_MEDIUM_SHARE), 0.0, 1.0)
@@ -448,11 +447,11 @@ def _nearest_with_copies(near: np.ndarray, near_labels: np.ndarray, copies: np.n
 
     if copies is None:
         return near_labels[:, :ORPHAN_NEAREST]
-    result = np.full((len(near), ORPHAN_NEAREST), -1, dtype=np.int64)
-    for i in range(len(near)):
-        counts = np.where(near[i] >= 0, 1 + copies[np.clip(near[i], 0, None)], 1)
-        result[i] = np.repeat(near_labels[i], counts)[:ORPHAN_NEAREST]
-    return result
+    counts = np.where(near >= 0, 1 + copies[np.clip(near, 0, None)], 1)
+    ends = np.cumsum(counts, axis=1)   # each neighbour (and its copies) ends at this position
+    rows = np.arange(len(near))
+    return np.stack([near_labels[rows, (ends <= position).sum(axis=1)] for position in range(ORPHAN_NEAREST)],
+                    axis=1)
 
 
 def trim_groups(features: StoryFeatures, grouped: list[int | None], params: StoryParams) -> list[int | None]:
