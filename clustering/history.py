@@ -94,7 +94,7 @@ def grown(events: Sequence[StoryEvent]) -> Counter[str]:
 def store_run(store: Store, *, finished: datetime, processed: int, unassigned: int, pending: int,
               events: Sequence[EventRow]) -> int:
     """Write one run and its events (inside the caller's transaction); returns the run id."""
-    from .store import to_text
+    from .schema import to_text
 
     # RETURNING, not lastrowid: a PostgreSQL cursor has none
     row = store._write("INSERT INTO runs (finished, processed, unassigned, pending) VALUES (?, ?, ?, ?) RETURNING id",
@@ -111,7 +111,7 @@ def compact(store: Store, before: datetime) -> int:
     """Delete the article events of runs finished before ``before`` (the window start) and mark
     those runs compacted; drop such runs left with no event (but the last).  Reads only the runs
     not compacted yet (index ``runs_to_compact``).  Returns the events deleted."""
-    from .store import to_text
+    from .schema import to_text
 
     old = [r["id"] for r in store._query("SELECT id FROM runs WHERE compacted = 0 AND finished < ?",
                                          (to_text(before),))]
@@ -137,7 +137,7 @@ def runs(store: Store, *, after_id: int | None = None, since: datetime | None = 
          limit_last: int | None = None) -> list[RunRecord]:
     """Runs, oldest first: those after run ``after_id``, or finished at or after ``since``, or
     the last ``limit_last``."""
-    from .store import to_text
+    from .schema import to_text
 
     sql, params = "SELECT * FROM runs", []  # type: tuple[str, list[Any]]
     if after_id is not None:
@@ -174,14 +174,14 @@ def events(store: Store, *, run_ids: Sequence[int] | None = None, story_id: str 
 
 
 def _run(row: Any) -> RunRecord:
-    from .store import UNREADABLE_TIME, read_time
+    from .schema import UNREADABLE_TIME, read_time
 
     return RunRecord(id=row["id"], finished=read_time(row["finished"]) or UNREADABLE_TIME,
                      processed=row["processed"], unassigned=row["unassigned"], pending=row["pending"])
 
 
 def _event(row: Any) -> StoryEvent:
-    from .store import UNREADABLE_TIME, read_time
+    from .schema import UNREADABLE_TIME, read_time
 
     return StoryEvent(run_id=row["run_id"], run_finished=read_time(row["finished"]) or UNREADABLE_TIME,
                       story_id=row["story_id"], kind=row["kind"], article_id=row["article_id"],

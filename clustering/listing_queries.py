@@ -15,14 +15,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .history import story_order
-from .store import (
-    SQLITE_MAX_INTEGER,
-    UNREADABLE_TIME,
-    _active_since,
-    _stored_keywords,
-    read_time,
-    to_text,
-)
+from .read_queries import SQLITE_MAX_INTEGER, _active_since, _stored_keywords
+from .schema import UNREADABLE_TIME, read_time, to_text
 from .types import Article, Topic
 
 if TYPE_CHECKING:

@@ -1,275 +1,60 @@
 """SQLite storage: the one place that talks SQL.
 
-Schema in one string, versioned with ``PRAGMA user_version``; WAL journal so readers
+Creates and migrates the schema of schema.py on ``PRAGMA user_version``; WAL journal so readers
 (``clustering stories``) never block a run; one transaction per stage of a run; every
 ``sqlite3.Error`` becomes a StorageError here and nowhere else.  Everything derived
 (FAISS index, similarity matrices) is rebuilt from these tables, so losing it loses
-nothing.  ``":memory:"`` works for tests and API users who want no file.
+nothing.  ``":memory:"`` works for tests and API users who want no file.  ``Store`` holds the
+connection and a run's writes and reads; the reading side's queries are its mixin
+``read_queries.ReadQueries``, and the run lock is locking.py's; ``run_lock``, ``SQLITE_MAX_INTEGER``
+and schema.py's names are re-exported here for code that imports them from this module.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import logging
-import math
 import operator
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .errors import ConfigError, LockedError, NotFoundError, StorageError, quote_value
-from .types import Article, DuplicateLink, FeedStatus, Story
+from .errors import ConfigError, StorageError, quote_value
+from .locking import run_lock as run_lock
+from .read_queries import SQLITE_MAX_INTEGER as SQLITE_MAX_INTEGER
+from .read_queries import ReadQueries
+from .schema import _VERSION_5, _VERSION_6
+from .schema import MIGRATIONS as MIGRATIONS
+from .schema import SCHEMA as SCHEMA
+from .schema import SCHEMA_VERSION as SCHEMA_VERSION
+from .schema import TIME_FORMAT as TIME_FORMAT
+from .schema import UNREADABLE_TIME as UNREADABLE_TIME
+from .schema import content_hash as content_hash
+from .schema import from_text as from_text
+from .schema import newer_schema_error as newer_schema_error
+from .schema import read_time as read_time
+from .schema import schema_statements as schema_statements
+from .schema import to_text as to_text
 
 if TYPE_CHECKING:
     import numpy as np
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 6
-SQLITE_MAX_INTEGER = 2**63 - 1
-"""The largest integer SQLite binds (a larger --limit means no limit)."""
 BUSY_TIMEOUT_MS = 30_000
 """How long a statement waits for another connection's write lock before failing."""
-
-_VERSION_3 = [
-    # set_pending clears the last run's pending groups: a handful of rows among all articles
-    "CREATE INDEX articles_pending ON articles (pending_group) WHERE pending_group IS NOT NULL",
-    # running counts kept by triggers, read instead of counting history
-    "CREATE TABLE tallies (name TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-]
-_STORIES_WITH_MEMBERS = "UPDATE tallies SET value = value {sign} 1 WHERE name = 'stories_with_members'"
-_TALLY_TRIGGERS = [
-    "CREATE TRIGGER story_member_added AFTER INSERT ON story_members"
-    " WHEN NOT EXISTS (SELECT 1 FROM story_members WHERE story_id = NEW.story_id AND article_id <> NEW.article_id)"
-    f" BEGIN {_STORIES_WITH_MEMBERS.format(sign='+')}; END",
-    "CREATE TRIGGER story_member_removed AFTER DELETE ON story_members"
-    " WHEN NOT EXISTS (SELECT 1 FROM story_members WHERE story_id = OLD.story_id)"
-    f" BEGIN {_STORIES_WITH_MEMBERS.format(sign='-')}; END",
-    "CREATE TRIGGER story_member_moved AFTER UPDATE OF story_id ON story_members"
-    " WHEN OLD.story_id IS NOT NEW.story_id BEGIN"
-    f" {_STORIES_WITH_MEMBERS.format(sign='+')} AND NOT EXISTS (SELECT 1 FROM story_members"
-    "   WHERE story_id = NEW.story_id AND article_id <> NEW.article_id);"
-    f" {_STORIES_WITH_MEMBERS.format(sign='-')} AND NOT EXISTS (SELECT 1 FROM story_members"
-    "   WHERE story_id = OLD.story_id); END",
-]
-"""Keep ``tallies.stories_with_members`` equal to ``count(DISTINCT story_id) FROM story_members``,
-so a run reads the number of stories instead of counting every membership ever stored.
-A story gains its first member or loses its last one only through these three events;
-``INSERT OR REPLACE`` into story_members would delete without firing the delete trigger
-(SQLite fires it only with recursive_triggers), so the store writes memberships with UPSERT."""
-
-_VERSION_4 = [
-    # lineage: where a story's articles went when it merged into another, where a split came from
-    "ALTER TABLE stories ADD COLUMN merged_into TEXT",
-    "ALTER TABLE stories ADD COLUMN split_from TEXT",
-]
-
-_VERSION_5 = [
-    # what the window cache says about an article's text is checked against this (window.py); the
-    # store fills it on insert and after an edit, which the trigger marks by clearing it
-    "ALTER TABLE articles ADD COLUMN content_hash INTEGER",
-    "CREATE TRIGGER article_text_edited AFTER UPDATE OF title, summary ON articles"
-    " BEGIN UPDATE articles SET content_hash = NULL WHERE id = NEW.id; END",
-    # the key that seals the window cache: a cache made for another database, or edited, is refused
-    "CREATE TABLE cache_keys (name TEXT PRIMARY KEY, key BLOB NOT NULL)",
-    "INSERT INTO cache_keys (name, key) VALUES ('window', randomblob(32))",
-]
-"""Schema 5: a per-article content hash and the window cache's key (see ``content_hash``)."""
-
-_VERSION_6 = [
-    # what each run changed, so a desk can follow stories (history.py)
-    "CREATE TABLE runs (id INTEGER PRIMARY KEY, finished TEXT NOT NULL, processed INTEGER NOT NULL,"
-    " unassigned INTEGER NOT NULL, pending INTEGER NOT NULL DEFAULT 0, compacted INTEGER NOT NULL DEFAULT 0)",
-    "CREATE INDEX runs_finished ON runs (finished)",
-    # the runs whose article events are still there: what history.compact looks at, never all runs
-    "CREATE INDEX runs_to_compact ON runs (finished) WHERE compacted = 0",
-    "CREATE TABLE story_events (id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs (id)"
-    " ON DELETE CASCADE, story_id TEXT NOT NULL, kind TEXT NOT NULL, article_id INTEGER, other_story_id TEXT,"
-    " label_before TEXT, label_after TEXT)",
-    "CREATE INDEX story_events_story ON story_events (story_id, run_id)",
-    "CREATE INDEX story_events_run ON story_events (run_id, kind)",
-    "CREATE INDEX story_events_other ON story_events (other_story_id)",
-    # topic names (topics.py)
-    "CREATE TABLE topics (id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', keywords TEXT NOT NULL DEFAULT '[]',"
-    " updated TEXT NOT NULL)",
-    "CREATE INDEX stories_topic ON stories (topic_id)",
-    # read-only views with the shapes of `--format csv` (docs/schema.md)
-    "CREATE VIEW story_list AS SELECT s.id, s.label,"
-    " (SELECT group_concat(k.value, ';') FROM json_each(s.keywords) k) AS keywords,"
-    " count(m.article_id) AS size, count(DISTINCT a.source) AS canonical_sources,"
-    " count(DISTINCT a.source) + (SELECT count(DISTINCT da.source) FROM duplicates d JOIN story_members dm"
-    "  ON dm.article_id = d.canonical_id JOIN articles da ON da.id = d.article_id WHERE dm.story_id = s.id"
-    "  AND da.source NOT IN (SELECT a2.source FROM story_members m2 JOIN articles a2 ON a2.id = m2.article_id"
-    "  WHERE m2.story_id = s.id)) AS sources,"
-    " (SELECT count(*) FROM duplicates d JOIN story_members dm ON dm.article_id = d.canonical_id"
-    "  WHERE dm.story_id = s.id) AS duplicates,"
-    " min(a.published) AS first_seen, max(a.published) AS last_seen, s.topic_id, t.name AS topic_name,"
-    " s.split_from FROM stories s JOIN story_members m ON m.story_id = s.id JOIN articles a ON a.id = m.article_id"
-    " LEFT JOIN topics t ON t.id = s.topic_id GROUP BY s.id",
-    "CREATE VIEW article_list AS SELECT a.id, a.source, a.title, a.url, a.published, a.first_seen,"
-    " d.canonical_id AS duplicate_of, COALESCE(m.story_id, mc.story_id) AS story_id FROM articles a"
-    " LEFT JOIN duplicates d ON d.article_id = a.id LEFT JOIN story_members m ON m.article_id = a.id"
-    " LEFT JOIN story_members mc ON mc.article_id = d.canonical_id",
-    "CREATE VIEW duplicate_list AS SELECT d.article_id, d.canonical_id, d.kind, round(d.score, 4) AS score,"
-    " a.source, c.source AS canonical_source, a.title, a.published, mc.story_id FROM duplicates d"
-    " JOIN articles a ON a.id = d.article_id JOIN articles c ON c.id = d.canonical_id"
-    " LEFT JOIN story_members mc ON mc.article_id = d.canonical_id",
-]
-"""Schema version 6 (issue 17): runs and story events, topic names, views for users' own queries.
-The views mirror the columns of ``clustering stories|articles|duplicates --format csv``."""
-
-SCHEMA = """
-CREATE TABLE feeds (
-    name TEXT PRIMARY KEY,
-    url TEXT NOT NULL,
-    etag TEXT,
-    last_modified TEXT,
-    last_attempt TEXT,
-    last_success TEXT,
-    last_error TEXT,
-    last_error_at TEXT,
-    last_warning TEXT,
-    consecutive_errors INTEGER NOT NULL DEFAULT 0,
-    next_attempt TEXT
-);
-CREATE TABLE articles (
-    id INTEGER PRIMARY KEY,
-    source TEXT NOT NULL,
-    entry_key TEXT NOT NULL,
-    title TEXT NOT NULL,
-    summary TEXT NOT NULL,
-    url TEXT,
-    published TEXT NOT NULL,
-    published_estimated INTEGER NOT NULL DEFAULT 0,
-    first_seen TEXT NOT NULL,
-    text_hash TEXT NOT NULL,
-    author TEXT,
-    processed INTEGER NOT NULL DEFAULT 0,
-    pending_group TEXT,
-    UNIQUE (source, entry_key)
-);
-CREATE INDEX articles_published ON articles (published);
-CREATE INDEX articles_url ON articles (url);
-CREATE INDEX articles_unprocessed ON articles (processed) WHERE processed = 0;
-CREATE TABLE embeddings (
-    article_id INTEGER PRIMARY KEY REFERENCES articles (id) ON DELETE CASCADE,
-    model TEXT NOT NULL,
-    vector BLOB NOT NULL
-);
-CREATE TABLE duplicates (
-    article_id INTEGER PRIMARY KEY REFERENCES articles (id) ON DELETE CASCADE,
-    canonical_id INTEGER NOT NULL REFERENCES articles (id) ON DELETE CASCADE,
-    kind TEXT NOT NULL,
-    score REAL NOT NULL,
-    linked TEXT NOT NULL
-);
-CREATE INDEX duplicates_canonical ON duplicates (canonical_id);
-CREATE TABLE stories (
-    id TEXT PRIMARY KEY,
-    label TEXT NOT NULL DEFAULT '',
-    keywords TEXT NOT NULL DEFAULT '[]',
-    topic_id TEXT,
-    created TEXT NOT NULL,
-    updated TEXT NOT NULL
-);
-CREATE TABLE story_members (
-    article_id INTEGER PRIMARY KEY REFERENCES articles (id) ON DELETE CASCADE,
-    story_id TEXT NOT NULL REFERENCES stories (id) ON DELETE CASCADE,
-    added TEXT NOT NULL
-);
-CREATE INDEX story_members_story ON story_members (story_id);
--- schema version 3: what a run reads is found through an index, never by reading history
-""" + ";\n".join([*_VERSION_3, "INSERT INTO tallies (name, value) VALUES ('stories_with_members', 0)",
-                  *_TALLY_TRIGGERS, *_VERSION_4, *_VERSION_5, *_VERSION_6]) + ";\n"
-
-MIGRATIONS = {
-    2: ["ALTER TABLE articles ADD COLUMN pending_group TEXT"],
-    3: [*_VERSION_3, "INSERT INTO tallies (name, value) SELECT 'stories_with_members', count(DISTINCT story_id)"
-        " FROM story_members", *_TALLY_TRIGGERS],
-    4: _VERSION_4,
-    5: _VERSION_5,
-    6: _VERSION_6,
-}
-"""Statements that bring a database from the version before the key to the key's version."""
-
-
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-"""How times are stored: UTC ISO-8601 with seconds, four-digit years, so text order is time order."""
-
-UNREADABLE_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
-"""Shown for a required stored time that cannot be read at all (a database edited by hand or
-written by another program) when no other time of the row can stand in; the next run repairs it."""
 
 _UNREADABLE_TIME_SQL = "strftime('%Y-%m-%dT%H:%M:%SZ', {column}, '+0 seconds') IS NOT {column}"
 """True for a value that is not a valid time in TIME_FORMAT (SQLite normalizes 02-31 to 03-02)."""
 
 _AFTER_EVERY_DATE = "9999-12-31T23:59:59Z"
 """A ``published`` text later than any stored one (``to_text`` sorts as time)."""
-
-
-def newer_schema_error(database: str, version: int) -> StorageError:
-    """A database written by a newer clustering: refused, never downgraded."""
-    return StorageError(f"database {database} has schema version {version}, newer than this clustering "
-                        f"({SCHEMA_VERSION}); upgrade clustering")
-
-
-def schema_statements(script: str) -> list[str]:
-    """The statements of an SQL script (a trigger body's own semicolons do not end it)."""
-    statements: list[str] = []
-    pending = ""
-    for piece in script.split(";"):
-        pending += piece + ";"
-        if sqlite3.complete_statement(pending):
-            if pending.strip(" \n;"):
-                statements.append(pending.strip())
-            pending = ""
-    return statements
-
-
-def to_text(moment: datetime) -> str:
-    """UTC ISO-8601 with seconds: sorts as text in time order."""
-    if moment.tzinfo is None:
-        raise ValueError(f"naive datetime {moment!r}: clustering stores UTC-aware datetimes only")
-    utc = moment.astimezone(timezone.utc)
-    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}Z"  # %Y does not pad years before 1000
-
-
-def from_text(value: str | None) -> datetime | None:
-    """The UTC datetime of a ``to_text`` value (fromisoformat: 50× faster than strptime, which
-    took half the time of reading a 100k-article window)."""
-    if value is None:
-        return None
-    if len(value) != len("0000-00-00T00:00:00Z") or not value.endswith("Z"):
-        raise ValueError(f"{value!r} is not a time in {TIME_FORMAT}")
-    return datetime.fromisoformat(value[:-1]).replace(tzinfo=timezone.utc)
-
-
-def read_time(value: object) -> datetime | None:
-    """A stored time, or None when there is none or it cannot be read: reading a stored value
-    is never fatal (a database edited by hand, or written by an older or another program)."""
-    if not isinstance(value, str):
-        return None
-    try:
-        return from_text(value)
-    except ValueError:
-        return None
-
-
-def content_hash(title: str, summary: str) -> int:
-    """A 63-bit hash of an article's stored text (title and summary), kept in
-    ``articles.content_hash``: the window cache records it per article, and a cached article whose
-    hash is not the stored one is not trusted (window.py).  63 bits: SQLite integers are signed."""
-    import hashlib
-
-    digest = hashlib.blake2b(f"{title}\x00{summary}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
 @dataclass(frozen=True)
@@ -371,7 +156,7 @@ def open_store(database: str | Path, *, read_only: bool = False) -> Store:
     return Store(database, read_only=read_only)
 
 
-class Store:
+class Store(ReadQueries):
     """A connection to one clustering database.
 
     ``read_only=True`` (the reading commands) never writes and never creates anything: a
@@ -386,8 +171,6 @@ class Store:
     _begin = "BEGIN IMMEDIATE"
     _begin_snapshot = "BEGIN"
     """How ``snapshot`` starts its read transaction (a WAL reader keeps the state of its first read)."""
-    _concat_members = "group_concat(m.article_id || ' ' || a.published)"
-    """Story members as ``id published`` pairs, comma-separated (``_time_ordered`` reads them)."""
     _concat_distinct = "group_concat(DISTINCT {column})"
     """The distinct values of a text column, comma-separated (listing_queries.topics)."""
     _contains = "instr({column}, ?) > 0"
@@ -648,20 +431,6 @@ class Store:
                         (row["name"],))
         return [row["name"] for row in rows]
 
-    def feed_statuses(self, names: Sequence[str] | None = None) -> list[FeedStatus]:
-        rows = self._query("SELECT f.*, (SELECT count(*) FROM articles a WHERE a.source = f.name) AS n"
-                           " FROM feeds f ORDER BY f.name")
-        statuses = [FeedStatus(
-            name=r["name"], url=r["url"], last_attempt=read_time(r["last_attempt"]),
-            last_success=read_time(r["last_success"]), last_error=r["last_error"],
-            last_error_at=read_time(r["last_error_at"]),
-            consecutive_errors=r["consecutive_errors"] if isinstance(r["consecutive_errors"], int) else 0,
-            next_attempt=read_time(r["next_attempt"]), articles=r["n"]) for r in rows]
-        if names is not None:
-            wanted = set(names)
-            statuses = [s for s in statuses if s.name in wanted]
-        return statuses
-
     # --- articles ---------------------------------------------------------------------
     def add_articles(self, articles: Sequence[NewArticle], now: datetime) -> list[int]:
         """Insert the articles not stored yet (same source + entry key); return new ids."""
@@ -900,42 +669,6 @@ class Store:
                     changed[canonical_id] = moved[0]["story_id"]
         return changed
 
-    def _row_to_article(self, r: Any) -> Article:
-        first_seen = read_time(r["first_seen"])
-        published = read_time(r["published"])
-        if published is None or first_seen is None:
-            log.warning("article %d: stored time %s is not readable (the next run repairs it)", r["id"],
-                        quote_value(r["first_seen"] if first_seen is None else r["published"]))
-        return Article(id=r["id"], source=r["source"], entry_key=r["entry_key"], title=r["title"],
-                       summary=r["summary"], url=r["url"], published=published or first_seen or UNREADABLE_TIME,
-                       first_seen=first_seen or published or UNREADABLE_TIME, duplicate_of=r["canonical_id"],
-                       story_id=r["story_id"])
-
-    _ARTICLE_SELECT = ("SELECT a.*, d.canonical_id, COALESCE(m.story_id, mc.story_id) AS story_id FROM articles a"
-                       " LEFT JOIN duplicates d ON d.article_id = a.id"
-                       " LEFT JOIN story_members m ON m.article_id = a.id"
-                       " LEFT JOIN story_members mc ON mc.article_id = d.canonical_id")
-
-    def article(self, article_id: int) -> Article:
-        rows = self._query(self._ARTICLE_SELECT + " WHERE a.id = ?", (article_id,))
-        if not rows:
-            raise NotFoundError(f"no article with id {article_id}")
-        return self._row_to_article(rows[0])
-
-    def articles(self, ids: Sequence[int]) -> list[Article]:
-        return [self.article(i) for i in ids]
-
-    def duplicates_of(self, article_id: int) -> list[DuplicateLink]:
-        """Links of every copy of the article's canonical, the canonical's own link excluded."""
-        self.article(article_id)
-        canonical = self._query("SELECT canonical_id FROM duplicates WHERE article_id = ?", (article_id,))
-        root = canonical[0]["canonical_id"] if canonical else article_id
-        rows = self._query("SELECT * FROM duplicates WHERE canonical_id = ? ORDER BY article_id", (root,))
-        return [DuplicateLink(r["article_id"], r["canonical_id"], r["kind"], r["score"]) for r in rows]
-
-    def duplicate_count(self) -> int:
-        return int(self._query("SELECT count(*) FROM duplicates")[0][0])
-
     # --- stories ----------------------------------------------------------------------
     def add_story_members(self, story_of: dict[int, str], now: datetime) -> None:
         for story_id in set(story_of.values()):
@@ -947,219 +680,15 @@ class Store:
                          " ON CONFLICT (article_id) DO UPDATE SET story_id = excluded.story_id, added = excluded.added",
                          ((int(a), s, to_text(now)) for a, s in story_of.items()))
 
-    def story_member_ids(self, story_ids: Sequence[str] | None = None) -> dict[str, list[int]]:
-        rows = self._query("SELECT m.story_id, m.article_id FROM story_members m JOIN articles a ON a.id ="
-                           " m.article_id ORDER BY a.published, a.id")
-        members: dict[str, list[int]] = {}
-        wanted = set(story_ids) if story_ids is not None else None
-        for r in rows:
-            if wanted is None or r["story_id"] in wanted:
-                members.setdefault(r["story_id"], []).append(r["article_id"])
-        return members
-
     def update_story_labels(self, labels: dict[str, tuple[str, Sequence[str]]], topics: dict[str, str]) -> None:
         for story_id, (label, keywords) in labels.items():
             self._write("UPDATE stories SET label = ?, keywords = ?, topic_id = ? WHERE id = ?",
                         (label, json.dumps(list(keywords), ensure_ascii=False), topics.get(story_id), story_id))
-
-    def stored_labels(self, story_ids: Sequence[str]) -> dict[str, tuple[str, bool]]:
-        """Each of these stories' stored headline, and whether its label is whole (a headline and
-        keywords that read as a JSON list): a run relabels a story whose label is not."""
-        labels: dict[str, tuple[str, bool]] = {}
-        for start in range(0, len(story_ids), 500):
-            chunk = list(story_ids[start:start + 500])
-            marks = ",".join("?" * len(chunk))
-            for row in self._query(f"SELECT id, label, keywords FROM stories WHERE id IN ({marks})", chunk):
-                labels[row["id"]] = (row["label"] or "", bool(row["label"]) and _keyword_list(row["keywords"]))
-        return labels
 
     def record_lineage(self, merged_into: dict[str, str], split_from: dict[str, str]) -> None:
         """Remember which story each merged one went into and which one a split came from."""
         self._write_many("UPDATE stories SET merged_into = ? WHERE id = ?", ((t, s) for s, t in merged_into.items()))
         self._write_many("UPDATE stories SET split_from = ? WHERE id = ?", ((f, s) for s, f in split_from.items()))
 
-    def story_successor(self, story_id: str) -> str | None:
-        """The story a merged story's articles are in now (following later merges too)."""
-        seen = {story_id}
-        successor = None
-        while True:
-            rows = self._query("SELECT merged_into FROM stories WHERE id = ?", (story_id,))
-            if not rows or rows[0][0] is None or rows[0][0] in seen:
-                return successor
-            story_id = successor = rows[0][0]
-            seen.add(story_id)
-
     def set_topics(self, topics: dict[str, str]) -> None:
         self._write_many("UPDATE stories SET topic_id = ? WHERE id = ?", ((t, s) for s, t in topics.items()))
-
-    def stories(self, *, since: datetime | None = None, limit: int | None = None,
-                story_ids: Sequence[str] | None = None) -> list[Story]:
-        sql = ("SELECT s.id, s.label, s.keywords, s.topic_id, s.split_from, count(m.article_id) AS size,"
-               " (SELECT t.name FROM topics t WHERE t.id = s.topic_id) AS topic_name,"
-               f" {self._concat_members} AS members,"
-               " count(DISTINCT a.source) AS src, min(a.published) AS first, max(a.published) AS last,"
-               " (SELECT count(*) FROM duplicates d JOIN story_members mm ON mm.article_id = d.canonical_id"
-               "   WHERE mm.story_id = s.id) AS dups,"
-               " (SELECT count(DISTINCT da.source) FROM duplicates d JOIN story_members mm ON"
-               "   mm.article_id = d.canonical_id JOIN articles da ON da.id = d.article_id"
-               "   WHERE mm.story_id = s.id AND da.source NOT IN (SELECT a2.source FROM story_members m2"
-               "   JOIN articles a2 ON a2.id = m2.article_id WHERE m2.story_id = s.id)) AS dup_sources"
-               " FROM stories s JOIN story_members m ON m.story_id = s.id JOIN articles a ON a.id = m.article_id")
-        params: list[Any] = []
-        if story_ids is not None:
-            sql += f" WHERE s.id IN ({','.join('?' * len(story_ids))})"
-            params.extend(story_ids)
-        sql += " GROUP BY s.id" + _active_since(since, "size DESC, s.id", limit, params)
-        result = []
-        for r in self._query(sql, params):
-            ids = _time_ordered(r["members"])
-            first, last = read_time(r["first"]), read_time(r["last"])
-            if first is None or last is None:
-                log.warning("story %s: a member's stored publication time is not readable (the next run "
-                            "repairs it)", r["id"])
-            result.append(Story(id=r["id"], label=r["label"], keywords=_stored_keywords(r["keywords"], r["id"]),
-                                size=r["size"], sources=r["src"] + (r["dup_sources"] or 0),
-                                first_seen=first or last or UNREADABLE_TIME, last_seen=last or first or UNREADABLE_TIME,
-                                topic_id=r["topic_id"], article_ids=ids, duplicates=r["dups"] or 0,
-                                canonical_sources=r["src"], split_from=r["split_from"],
-                                topic_name=r["topic_name"] or None))
-        return result
-
-    def article_assignments(self) -> dict[int, tuple[str | None, int | None, str | None]]:
-        """article id -> (story id, canonical id, link kind): a duplicate reports its canonical's story."""
-        rows = self._query("SELECT a.id, d.canonical_id, d.kind, COALESCE(m.story_id, mc.story_id) AS story_id"
-                           " FROM articles a LEFT JOIN duplicates d ON d.article_id = a.id"
-                           " LEFT JOIN story_members m ON m.article_id = a.id"
-                           " LEFT JOIN story_members mc ON mc.article_id = d.canonical_id")
-        return {r["id"]: (r["story_id"], r["canonical_id"], r["kind"]) for r in rows}
-
-    def story_topics(self) -> dict[str, str | None]:
-        return {r["id"]: r["topic_id"] for r in self._query("SELECT id, topic_id FROM stories")}
-
-    def story_headlines(self) -> dict[str, str]:
-        """Every story with members -> its headline (evaluation: how often headlines change)."""
-        rows = self._query("SELECT s.id, s.label FROM stories s WHERE EXISTS"
-                           " (SELECT 1 FROM story_members m WHERE m.story_id = s.id)")
-        return {r["id"]: r["label"] or "" for r in rows}
-
-    def story_count(self) -> int:
-        """Stories with at least one member (a running count kept by triggers: see ``_TALLY_TRIGGERS``)."""
-        return int(self._query("SELECT value FROM tallies WHERE name = 'stories_with_members'")[0][0])
-
-
-def _active_since(since: datetime | None, order: str, limit: int | None, params: list[Any]) -> str:
-    """The end of a grouped query over members ``a``: groups with an article published since
-    ``since``, the most recently active (``last``) first, then ``order``; at most ``limit``."""
-    sql = ""
-    if since is not None:
-        sql += " HAVING max(a.published) >= ?"
-        params.append(to_text(since))
-    sql += f" ORDER BY last DESC, {order}"
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(min(int(limit), SQLITE_MAX_INTEGER))
-    return sql
-
-
-def _time_ordered(members: str | None) -> tuple[int, ...]:
-    """Article ids from ``group_concat(id || ' ' || published)``, oldest first (ties by id)."""
-    if not members:
-        return ()
-    pairs = [item.split(" ", 1) for item in members.split(",")]
-    return tuple(int(i) for i, _ in sorted(pairs, key=lambda p: (p[1] if len(p) > 1 else "", int(p[0]))))
-
-
-def _keyword_list(value: object) -> bool:
-    """Whether a stored keywords value reads as a JSON list."""
-    try:
-        return isinstance(json.loads(value), list) if isinstance(value, str) else False
-    except ValueError:
-        return False
-
-
-def _stored_keywords(value: object, story_id: str) -> tuple[str, ...]:
-    """A story's stored keyword list; unreadable JSON reads as none (the next run relabels)."""
-    try:
-        keywords = json.loads(value) if isinstance(value, str) else None
-    except ValueError:
-        keywords = None
-    if not isinstance(keywords, list):
-        log.warning("story %s: stored keywords %s are not a JSON list", story_id, quote_value(value))
-        return ()
-    return tuple(str(k) for k in keywords)
-
-
-# --- the run lock ---------------------------------------------------------------------------
-_LOCK_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-"""The lock file is opened without following a symbolic link (one planted beside the database
-would otherwise have its target truncated to our pid) and without blocking (a FIFO)."""
-
-
-@contextlib.contextmanager
-def run_lock(database: str | Path, *, wait_seconds: float = 0.0) -> Iterator[None]:
-    """Hold an exclusive lock on ``<database>.lock`` for one run.
-
-    Overlapping cron runs: the second waits up to ``wait_seconds`` and then raises
-    LockedError (with the holder's pid and start time, which the holder writes into the
-    file); the OS releases the lock if the holder dies, so a crash never leaves a stale
-    lock behind.  The lock sits beside the database's resolved path, so two names of one
-    file (a symbolic link, ``./`` or ``..`` in the path) share one lock.  The lock file
-    itself must be a plain file: a symbolic link, a FIFO or a hard link there is refused
-    (StorageError), and so is a disk too full to record the holder.
-    """
-    import fcntl
-    import stat
-    import time
-
-    if not isinstance(wait_seconds, (int, float)) or not math.isfinite(wait_seconds) or wait_seconds < 0:
-        raise ConfigError(f"lock wait must be a finite number of seconds, 0 or more, got {wait_seconds!r}")
-    if str(database) == ":memory:":
-        yield
-        return
-    lock_path = Path(f"{os.path.realpath(database)}.lock")
-    try:
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(lock_path, _LOCK_OPEN_FLAGS, 0o644)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise StorageError(f"the run lock {lock_path} is a symbolic link; a lock file never is one: "
-                               "remove it") from exc
-        raise StorageError(f"cannot open the run lock {lock_path}: {exc.strerror or exc}") from exc
-    try:
-        status = os.fstat(descriptor)
-        if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
-            raise StorageError(f"the run lock {lock_path} is not a plain file of its own (a FIFO, a device or "
-                               "a hard link): remove it")
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    pid, since = _lock_holder(descriptor)
-                    holder = f" (pid {pid}, since {to_text(since)})" if pid is not None and since is not None else ""
-                    raise LockedError(f"another clustering run holds {lock_path}{holder}",
-                                      holder_pid=pid, held_since=since) from None
-                time.sleep(0.2)
-        try:
-            os.ftruncate(descriptor, 0)
-            os.pwrite(descriptor, f"{os.getpid()} {to_text(datetime.now(timezone.utc))}\n".encode(), 0)
-        except OSError as exc:
-            raise StorageError(f"cannot write the run lock {lock_path}: {exc.strerror or exc}") from exc
-        yield
-    finally:
-        os.close(descriptor)
-
-
-def _lock_holder(descriptor: int) -> tuple[int | None, datetime | None]:
-    """The pid and start time the lock's holder wrote; the file's modification time (when it was
-    written) stands in for a time that cannot be read."""
-    try:
-        words = os.pread(descriptor, 100, 0).decode("ascii", "replace").split()
-        modified = datetime.fromtimestamp(os.fstat(descriptor).st_mtime, timezone.utc).replace(microsecond=0)
-    except OSError:
-        return None, None
-    pid = int(words[0]) if words and words[0].isdigit() and len(words[0]) < 10 else None
-    since = read_time(words[1]) if len(words) > 1 else None
-    return pid, since or modified

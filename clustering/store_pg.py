@@ -22,8 +22,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .errors import LockedError, StorageError
-from . import store
-from .store import SCHEMA_VERSION, Store, newer_schema_error, schema_statements, to_text
+from . import schema
+from .schema import SCHEMA_VERSION, newer_schema_error, schema_statements, to_text
+from .store import Store
 
 CLUSTER_LOCK_KEY = 0x636C7573  # "clus"
 """The advisory lock the window stages hold: one worker clusters at a time, the others keep fetching.
@@ -60,7 +61,7 @@ _TALLY_TRIGGERS = [statement for event, new, old in (("INSERT", "new_rows", _NO_
     " REFERENCING " + " ".join(f"{side} TABLE AS {side.lower()}_rows"
                                for side, table in (("NEW", new), ("OLD", old)) if table != _NO_ROWS) +
     f" FOR EACH STATEMENT EXECUTE FUNCTION clustering_tally_{event.lower()}()")]
-"""store._TALLY_TRIGGERS for PostgreSQL: ``tallies.stories_with_members`` equals the number of stories
+"""schema._TALLY_TRIGGERS for PostgreSQL: ``tallies.stories_with_members`` equals the number of stories
 with members.  Statement triggers over the changed rows: PostgreSQL runs a row trigger after its whole
 statement (a story's cascaded members all deleted at once would each count the story as emptied),
 so each statement counts the stories it emptied (members now 0, before = now - added + removed > 0)
@@ -75,12 +76,12 @@ _TYPES = [
     (re.compile(r"\bTEXT\b"), 'TEXT COLLATE "C"'),
 ]
 """SQLite's column types in PostgreSQL's words: article ids are BIGINT (``articles.id`` an identity),
-content hashes BIGINT (63 bits, ``store.content_hash``), vectors BYTEA, scores double precision, and text compares bytewise as SQLite's BINARY collation
+content hashes BIGINT (63 bits, ``schema.content_hash``), vectors BYTEA, scores double precision, and text compares bytewise as SQLite's BINARY collation
 does (times and story ids are compared as text: ``existing_story_ids`` reads a range per article)."""
 
 
 def _pg_view(statement: str) -> str:
-    """A view of store._VERSION_6 in PostgreSQL's words, with the same columns: keywords joined
+    """A view of schema._VERSION_6 in PostgreSQL's words, with the same columns: keywords joined
     from the JSON list with ``jsonb_array_elements_text``/``string_agg`` (SQLite: ``json_each``/
     ``group_concat``), the topic's name grouped with its key, the score rounded as numeric and
     read back as double precision (SQLite's ``round`` returns a REAL)."""
@@ -102,7 +103,7 @@ _CONTENT_HASH_TRIGGER = [
     "CREATE TRIGGER article_text_edited BEFORE UPDATE OF title, summary ON articles"
     " FOR EACH ROW EXECUTE FUNCTION clustering_text_edited()",
 ]
-"""store._VERSION_5's ``article_text_edited`` for PostgreSQL: an edit of an article's title or summary
+"""schema._VERSION_5's ``article_text_edited`` for PostgreSQL: an edit of an article's title or summary
 clears its ``content_hash`` (the next run that reads the window stores it anew), so the window state a
 worker keeps is never trusted for an article whose text changed."""
 
@@ -111,7 +112,7 @@ _RANDOM_KEY = "uuid_send(gen_random_uuid()) || uuid_send(gen_random_uuid())"
 
 
 def pg_statement(statement: str) -> str | None:
-    """One statement of store.SCHEMA or store.MIGRATIONS for PostgreSQL; None for an SQLite trigger
+    """One statement of schema.SCHEMA or schema.MIGRATIONS for PostgreSQL; None for an SQLite trigger
     (PostgreSQL keeps the tally with its own, ``_TALLY_TRIGGERS``, and clears content hashes with
     ``_CONTENT_HASH_TRIGGER``)."""
     if statement.lstrip().upper().startswith("CREATE TRIGGER"):
@@ -130,13 +131,13 @@ def _translated(statements: Iterable[str]) -> list[str]:
     return [pg for statement in statements if (pg := pg_statement(statement)) is not None]
 
 
-VERSION_5 = [*_translated(store._VERSION_5), *_CONTENT_HASH_TRIGGER]
+VERSION_5 = [*_translated(schema._VERSION_5), *_CONTENT_HASH_TRIGGER]
 """Schema 5 for PostgreSQL: ``articles.content_hash`` (BIGINT) cleared by a trigger on an edit of the
 title or summary, and ``cache_keys`` with the window cache's key."""
 
 SCHEMA = [
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
-    *_translated(schema_statements(store.SCHEMA)),
+    *_translated(schema_statements(schema.SCHEMA)),
     *_CONTENT_HASH_TRIGGER,
     "ALTER TABLE feeds ADD COLUMN claimed_until TEXT COLLATE \"C\"",
     *_TALLY_TRIGGERS,
@@ -160,15 +161,15 @@ SCHEMA = [
         RETURN NULL;
     END $$""",
 ]
-"""Schema version ``SCHEMA_VERSION`` for PostgreSQL: store.SCHEMA translated (``pg_statement``), plus
+"""Schema version ``SCHEMA_VERSION`` for PostgreSQL: schema.SCHEMA translated (``pg_statement``), plus
 ``schema_version`` (for ``PRAGMA user_version``), ``feeds.claimed_until`` (the workers' lease), the
 story tally's triggers and the two time functions SQLite has built in.  Times stay text as on
 SQLite, so both backends compare and return the same values."""
 
 MIGRATIONS: dict[int, list[str]] = {
     version: VERSION_5 if version == 5 else _translated(statements)
-    for version, statements in store.MIGRATIONS.items() if version > 4}
-"""store.MIGRATIONS past version 4 translated: PostgreSQL stores start at schema version 4 (5 adds the
+    for version, statements in schema.MIGRATIONS.items() if version > 4}
+"""schema.MIGRATIONS past version 4 translated: PostgreSQL stores start at schema version 4 (5 adds the
 content hash, its trigger and the cache keys; 6 adds runs, story events, topics and the views)."""
 
 
