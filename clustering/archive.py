@@ -118,7 +118,7 @@ class _ModelActor:
 
         from .embed import article_text
 
-        texts = [article_text(str(t), str(s)) for t, s in zip(batch["title"], batch["summary"])]
+        texts = [article_text(str(t), str(s)) for t, s in zip(batch["title"], batch["summary"], strict=True)]
         vectors = np.asarray(self.embedder.embed(texts), dtype=np.float32)
         return {"id": np.asarray(batch["id"], dtype=np.int64), "vector": vectors}
 

@@ -410,7 +410,7 @@ def _print_listing(args: argparse.Namespace, rows: Sequence[dict[str, Any]], tab
 
 
 def cmd_stories(args: argparse.Namespace) -> int:
-    from .listing import story_row, stories_table
+    from .listing import stories_table, story_row
     from .report import story_dict
 
     fmt = _output_format(args)

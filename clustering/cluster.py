@@ -44,13 +44,13 @@ from .scoring import (
     ScoredEdges,
     StoryFeatures,
     StoryParams,
-    group_scores,
-    uses_words,
     attach_by_neighbours,
+    group_scores,
+    length_share,
     merge_threshold,
     pair_matrix,
-    length_share,
     similarity_at,
+    uses_words,
 )
 
 if TYPE_CHECKING:
@@ -70,8 +70,8 @@ PAIR_PROBABILITY = 0.73
 """Two articles alone make a story when P(same story) of the pair reaches this (a tenth of
 similarity above the merge threshold), in a window of more than ``SMALL_WINDOW`` articles: in a
 handful of articles every name is kept whatever its frequency, and two articles on one actor
-(../shared/seeds: one militia, seven years apart, cosine 0.73, the same names) read as one event.  With stories of 3+ only, a two-article event never founded
-a story: SemEval same-event pairs together 0.19; at 0.73 0.80, at 0.85 0.69 (lab)."""
+(../shared/seeds: one militia, seven years apart, cosine 0.73, the same names) read as one event.
+With stories of 3+ only, a two-article event never founded a story: SemEval same-event pairs together 0.19; at 0.73 0.80, at 0.85 0.69 (lab)."""
 
 PAIR_MIN_COSINE = 0.55
 """... and their embedding cosine reaches this.  In the 20-outlet deployment, pairs of leads at

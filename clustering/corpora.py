@@ -210,7 +210,7 @@ def _table_records(path: Path, *, delimiter: str,
         if len(row) != len(header):
             raise ConfigError(f"expected {len(header)} columns, got {len(row)}",
                               path=str(path), line=line_no)
-        yield line_no, dict(zip(header, row))
+        yield line_no, dict(zip(header, row, strict=True))
 
 
 def _tsv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:

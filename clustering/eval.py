@@ -56,7 +56,7 @@ class CachedEmbedder:
             import numpy as np
 
             with np.load(self.path) as stored:
-                for key, vector in zip(stored["keys"], stored["vectors"]):
+                for key, vector in zip(stored["keys"], stored["vectors"], strict=True):
                     self._vectors[str(key)] = vector
 
     @property
@@ -75,10 +75,10 @@ class CachedEmbedder:
         import numpy as np
 
         keys = [self._key(t) for t in texts]
-        missing = sorted({k: t for k, t in zip(keys, texts) if k not in self._vectors}.items())
+        missing = sorted({k: t for k, t in zip(keys, texts, strict=True) if k not in self._vectors}.items())
         if missing:
             vectors = self.inner.embed([t for _, t in missing])
-            for (key, _), vector in zip(missing, vectors):
+            for (key, _), vector in zip(missing, vectors, strict=True):
                 self._vectors[key] = vector
             self._dirty = True
         if not texts:
@@ -182,7 +182,7 @@ def evaluate(docs: Sequence[LabelledDoc], *, config: Config | None = None, embed
                 clock["now"] = max([clock["now"], *(a.published for a in inputs if a.published)]) \
                     + timedelta(seconds=1)
                 ids = pipeline.add_articles(inputs)
-                article_of.update(zip(batch, ids))
+                article_of.update(zip(batch, ids, strict=False))
                 pipeline.process()
                 if stream:
                     assigned = pipeline.store.article_assignments()

@@ -135,14 +135,14 @@ def fitted_table(columns: Sequence[Column], rows: Sequence[Sequence[str]], width
     """A plain-text table at most ``width`` characters wide where it can be: every column as wide
     as its widest cell, the flexible one cut to what is left."""
     widths = [max([len(c.header), *(len(row[i]) for row in rows)]) for i, c in enumerate(columns)]
-    fixed = sum(w for w, c in zip(widths, columns) if not c.flexible) + len(columns) - 1
+    fixed = sum(w for w, c in zip(widths, columns, strict=True) if not c.flexible) + len(columns) - 1
     for i, column in enumerate(columns):
         if column.flexible:
             widths[i] = min(widths[i], max(width - fixed, MIN_FLEXIBLE_WIDTH))
     lines = []
     for cells in [[c.header for c in columns], *rows]:
         parts = []
-        for i, (column, cell) in enumerate(zip(columns, cells)):
+        for i, (column, cell) in enumerate(zip(columns, cells, strict=False)):
             text = cut(cell, widths[i])
             last = i == len(columns) - 1
             parts.append(text if last and column.align == "<" else f"{text:{column.align}{widths[i]}}")

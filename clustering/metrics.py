@@ -212,7 +212,7 @@ def headline_churn(history: Sequence[Mapping[str, str]]) -> float:
     after two consecutive runs is one comparison; it counts as a change when its headline
     differs.  With no comparison, 0.0."""
     compared = changed = 0
-    for before, after in zip(history, history[1:]):
+    for before, after in zip(history, history[1:], strict=False):
         for story_id, headline in after.items():
             if story_id in before:
                 compared += 1

@@ -281,7 +281,8 @@ class SameStoryModel:
     def probability(self, similarity: np.ndarray, length: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        z = self.intercept + self.similarity * similarity + (self.length + self.similarity_x_length * similarity) * length
+        z = self.intercept + self.similarity * similarity \
+            + (self.length + self.similarity_x_length * similarity) * length
         return 1.0 / (1.0 + np.exp(-z))
 
     def threshold(self, probability: float, length: np.ndarray) -> np.ndarray:

@@ -468,7 +468,8 @@ class Store(ReadQueries):
 
         self._write_many("INSERT INTO embeddings (article_id, model, vector) VALUES (?, ?, ?) ON CONFLICT (article_id)"
                          " DO UPDATE SET model = excluded.model, vector = excluded.vector",
-                         ((int(i), model, np.asarray(v, dtype=np.float32).tobytes()) for i, v in zip(ids, vectors)))
+                         ((int(i), model, np.asarray(v, dtype=np.float32).tobytes())
+                          for i, v in zip(ids, vectors, strict=True)))
 
     def vectors(self, ids: Sequence[int], model: str) -> np.ndarray:
         """The stored ``model`` vectors of ``ids``, one row each in that order.  Read by id ranges
@@ -553,7 +554,8 @@ class Store(ReadQueries):
         if rows and isinstance(rows[0][0], bytes) and len(rows[0][0]) == 32:
             return bytes(rows[0][0])
         key = os.urandom(32)
-        self._write("INSERT INTO cache_keys (name, key) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET key = excluded.key",
+        self._write("INSERT INTO cache_keys (name, key) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET key = excluded.key",
                     (name, key))
         return key
 

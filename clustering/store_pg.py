@@ -21,8 +21,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import LockedError, StorageError
 from . import schema
+from .errors import LockedError, StorageError
 from .schema import SCHEMA_VERSION, newer_schema_error, schema_statements, to_text
 from .store import Store
 
@@ -76,7 +76,8 @@ _TYPES = [
     (re.compile(r"\bTEXT\b"), 'TEXT COLLATE "C"'),
 ]
 """SQLite's column types in PostgreSQL's words: article ids are BIGINT (``articles.id`` an identity),
-content hashes BIGINT (63 bits, ``schema.content_hash``), vectors BYTEA, scores double precision, and text compares bytewise as SQLite's BINARY collation
+content hashes BIGINT (63 bits, ``schema.content_hash``), vectors BYTEA, scores double precision, and text
+compares bytewise as SQLite's BINARY collation
 does (times and story ids are compared as text: ``existing_story_ids`` reads a range per article)."""
 
 
