@@ -139,7 +139,7 @@ def embed_on_ray(rows: list[Any], *, model: str, device: str, batch_size: int | 
             ray.init(address=address, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ConfigError(f"cannot reach a Ray cluster at {address!r}: {exc}") from exc
-    resources = ray.cluster_resources()
+    resources = ray.cluster_resources()  # type: ignore[no-untyped-call]
     gpus = int(resources.get("GPU", 0))
     cpus = max(1, int(resources.get("CPU", 1)))
     actors = gpus or cpus

@@ -19,10 +19,13 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .errors import ClusteringError, ConfigError, LockedError
+
+if TYPE_CHECKING:
+    from .core import Pipeline
 
 DEFAULT_CONFIG = "feeds.yaml"
 SAMPLE_DATABASE = "clustering-sample.db"
@@ -283,7 +286,7 @@ def parse_since(value: str, now: datetime) -> datetime:
         raise ConfigError(f"--since {value[:40]!r}: expected a duration like 6h, 2d, 90m or an ISO date") from None
 
 
-def _open(args: argparse.Namespace, *, read_only: bool = False, **options: Any):  # noqa: ANN202 - a Pipeline
+def _open(args: argparse.Namespace, *, read_only: bool = False, **options: Any) -> Pipeline:
     """The pipeline the arguments name.  A reading command given ``--db`` needs no feeds.yaml."""
     from .config import Config, load_config, sample_config_path
     from .core import Pipeline

@@ -71,7 +71,8 @@ PAIR_PROBABILITY = 0.73
 similarity above the merge threshold), in a window of more than ``SMALL_WINDOW`` articles: in a
 handful of articles every name is kept whatever its frequency, and two articles on one actor
 (../shared/seeds: one militia, seven years apart, cosine 0.73, the same names) read as one event.
-With stories of 3+ only, a two-article event never founded a story: SemEval same-event pairs together 0.19; at 0.73 0.80, at 0.85 0.69 (lab)."""
+With stories of 3+ only, a two-article event never founded a story: SemEval same-event pairs
+together 0.19; at 0.73 0.80, at 0.85 0.69 (lab)."""
 
 PAIR_MIN_COSINE = 0.55
 """... and their embedding cosine reaches this.  In the 20-outlet deployment, pairs of leads at
@@ -201,7 +202,8 @@ def _hdbscan_leaves(distance: scipy.sparse.csr_matrix, min_cluster_size: int) ->
                                 cluster_selection_method="leaf", allow_single_cluster=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return clusterer.fit_predict(distance)
+        leaves: np.ndarray = clusterer.fit_predict(distance)
+        return leaves
 
 
 class _NoTreeFunctions(Exception):

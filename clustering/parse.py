@@ -474,7 +474,7 @@ def _line_offset(body: bytes) -> int:
 def _describe(exc: object, line_offset: int = 0) -> str:
     """A one-line reason for a feedparser bozo exception, lines numbered as in the body."""
     if isinstance(exc, xml.sax.SAXParseException):
-        line = max(1, exc.getLineNumber() - line_offset)
+        line = max(1, (exc.getLineNumber() or 1) - line_offset)
         return f"{exc.getMessage()}: line {line}, column {exc.getColumnNumber()}"
     text = " ".join(str(exc).split()) if exc is not None else ""
     return text or (type(exc).__name__ if exc is not None else "ill-formed document")

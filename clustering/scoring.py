@@ -173,7 +173,8 @@ class StoryFeatures:
     def has_names(self) -> np.ndarray:
         import numpy as np
 
-        return np.diff(self.names.indptr) > 0
+        named: np.ndarray = np.diff(self.names.indptr) > 0
+        return named
 
 
 def tfidf_rows(documents: Sequence[Sequence[str]], min_articles: int, max_share: float | None,
@@ -283,7 +284,8 @@ class SameStoryModel:
 
         z = self.intercept + self.similarity * similarity \
             + (self.length + self.similarity_x_length * similarity) * length
-        return 1.0 / (1.0 + np.exp(-z))
+        probability: np.ndarray = 1.0 / (1.0 + np.exp(-z))
+        return probability
 
     def threshold(self, probability: float, length: np.ndarray) -> np.ndarray:
         """The similarity at which P(same) reaches ``probability``, for each length share."""
@@ -465,10 +467,10 @@ def attach_by_neighbours(labels: Sequence[int | None], heads: np.ndarray, tails:
         for r, group in zip(row[lonely].tolist(), label_array[other[lonely]].tolist(), strict=True):
             tally = votes.setdefault(r, {})
             tally[group] = tally.get(group, 0) + 1
-    for row, tally in votes.items():
+    for lonely_row, tally in votes.items():
         group, count = max(tally.items(), key=lambda kv: (kv[1], -kv[0]))
         if count >= min_votes and count >= ATTACH_SHARE * sum(tally.values()):
-            result[row] = group
+            result[lonely_row] = group
     return result
 
 

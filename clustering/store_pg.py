@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from . import schema
@@ -248,6 +248,11 @@ class PostgresStore(Store):
     _not_integer = "false"  # the column is INTEGER
     _unreadable_time = "clustering_unreadable_time({column})"
     _shifted_time = "clustering_shifted_time({column}, ?)"
+
+    @property
+    def _pg(self) -> _Connection:
+        """The connection as what it is here (``Store._db`` is typed as SQLite's)."""
+        return cast(_Connection, self._db)
     _id_list_table = "unnest(?::bigint[]) AS c (value)"
 
     def __init__(self, url: str, *, read_only: bool = False) -> None:  # noqa: D107 - see Store
@@ -301,7 +306,7 @@ class PostgresStore(Store):
             # does on SQLite): a reading command works before the next run migrates the database
             for statement in MIGRATIONS[6]:
                 if statement.startswith(("CREATE TABLE", "CREATE VIEW")):
-                    self._db.raw.execute(statement.replace("CREATE ", "CREATE TEMP ", 1))
+                    self._pg.raw.execute(statement.replace("CREATE ", "CREATE TEMP ", 1))
 
     def _migrate(self) -> None:
         if self._stored_version() == SCHEMA_VERSION:
@@ -314,12 +319,12 @@ class PostgresStore(Store):
                 raise newer_schema_error(self.path, version)
             if version == 0:
                 for statement in SCHEMA:
-                    self._db.raw.execute(statement)
+                    self._pg.raw.execute(statement)
                 self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
                 return
             for target in range(version + 1, SCHEMA_VERSION + 1):
                 for statement in MIGRATIONS[target]:
-                    self._db.raw.execute(statement)
+                    self._pg.raw.execute(statement)
                 self._db.execute("UPDATE schema_version SET version = ?", (target,))
 
     def _add_missing_version_5(self) -> None:
@@ -336,13 +341,13 @@ class PostgresStore(Store):
             self._db.execute(f"SELECT pg_advisory_xact_lock({SCHEMA_LOCK_KEY})")
             if not present():  # re-read under the lock: another worker may have added them
                 for statement in VERSION_5:
-                    self._db.raw.execute(statement)
+                    self._pg.raw.execute(statement)
 
     # --- plumbing ---------------------------------------------------------------------
     def _in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
 
-        return bool(self._db.raw.info.transaction_status != TransactionStatus.IDLE)
+        return bool(self._pg.raw.info.transaction_status != TransactionStatus.IDLE)
 
     def _id_list(self, ids: list[int]) -> Any:
         return ids

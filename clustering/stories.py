@@ -252,7 +252,7 @@ def reconcile(docs: Sequence[StoryDoc], groups: Sequence[Sequence[int]], feature
         founders = sorted(group, key=lambda row: (docs[row].published, docs[row].article_id))
         story_id = used.fresh(founders, docs)
         new_ids.append(story_id)
-        left = Counter(current[row] for row in group if current[row] is not None)
+        left = Counter(story for story in (current[row] for row in group) if story is not None)
         if left:
             split_from[story_id] = min(left.items(), key=lambda kv: (-kv[1], _id_order(kv[0])))[0]
         for row in group:  # a split: members of an earlier story move with the new one
