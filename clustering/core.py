@@ -3,14 +3,17 @@
 No other module imports this one.  Each stage of a run is one transaction, so a crash
 or a kill between stages loses nothing: articles stay ``processed = 0`` until the
 story stage commits, and the next run picks them up again.
+
+``Pipeline`` is this module's run (embedding, dedup, stories) and two mixins: the fetch stage
+(ingest.py, ``PipelineIngest``) and the reading methods (reading.py, ``PipelineReads``); what
+callers pass in is checked in inputs.py.  Their public names (``IngestReport``, the
+``FEED_CLAIM_*`` and ``MAX_*_CHARS`` constants, ``FAILED_FEEDS_NAMED``) are re-exported here.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
-import hashlib
 import logging
 import math
 import time
@@ -20,33 +23,24 @@ from pathlib import Path
 from typing import Any
 
 from . import dedup, history, labels, listing_queries, stories, topics
-from .config import Config, FeedConfig, load_config, parse_config
+from .config import Config, load_config, parse_config
 from .embed import Embedder, article_text, make_embedder
-from .errors import ConfigError, EmbeddingError, FeedError, LockedError, NotFoundError, StorageError, quote_value
+from .errors import ConfigError, EmbeddingError, LockedError, StorageError
+from .ingest import FAILED_FEEDS_NAMED as FAILED_FEEDS_NAMED
+from .ingest import FEED_CLAIM_BATCH as FEED_CLAIM_BATCH
+from .ingest import FEED_CLAIM_LEASE_SECONDS as FEED_CLAIM_LEASE_SECONDS
+from .ingest import IngestReport as IngestReport
+from .ingest import PipelineIngest
+from .inputs import MAX_KEY_CHARS as MAX_KEY_CHARS
+from .inputs import MAX_SOURCE_CHARS as MAX_SOURCE_CHARS
+from .inputs import _as_input, _input_article
+from .reading import PipelineReads
+from .report import _StageTimer
 from .store import NewArticle, Store, WindowArticle, open_store
-from .types import (
-    Article,
-    ArticleInput,
-    DuplicateLink,
-    FeedStatus,
-    ParsedEntry,
-    RunRecord,
-    RunReport,
-    Story,
-    StoryDetail,
-    StoryEvent,
-    Topic,
-)
+from .types import ArticleInput, RunReport
 from .window import WindowState
 
 log = logging.getLogger("clustering")
-
-MAX_SOURCE_CHARS = 100
-"""Longest ``source`` an API article may name: as long as a feed name may be."""
-
-MAX_KEY_CHARS = 2048
-"""Longest ``key`` or ``url`` an API article may give (the customary URL limit); an identifier
-is refused rather than cut, since two cut ones could collide."""
 
 EMBED_CHUNK = 512
 """Articles embedded, and their vectors saved (one transaction), at a time: a long first run
@@ -58,62 +52,14 @@ Progress = Callable[[str, int, int], None]
 as they are done; ``"stories"`` (0 of N) says that N articles are being grouped."""
 
 
-FAILED_FEEDS_NAMED = 3
-"""Failed feeds named (with their errors) in a run's one warning line about failures; the rest are
-counted.  1,980 dead feeds printed 1,980 warning lines."""
-
 KEYWORD_BACKGROUND_STORIES = 1000
 """Stories whose words a run's keywords are weighed against (c-TF-IDF: frequent in this story, rare
 in the others): the relabelled ones and, up to this many in all, the window's newest other stories.
 Bounds the text a run reads for labels; more stories change which words count as common little."""
 
 
-FEED_CLAIM_BATCH = 2
-"""Feeds a worker claims at a time on a shared (PostgreSQL) store, per concurrent fetch it may make
-(``settings.fetch.max_concurrency``): enough to keep its fetches busy, few enough that the feeds
-spread over the workers instead of going to whichever claims first."""
-
-FEED_CLAIM_LEASE_SECONDS = 300.0
-"""How long a worker's claim on a feed lasts if it never records the fetch (it was killed): then the
-feed is due again for any worker.  Longer than a batch's fetches can take (timeouts, retries)."""
-
-
-@dataclasses.dataclass
-class _IngestTally:
-    ok: int = 0
-    not_modified: int = 0
-    skipped: int = 0
-    deferred: int = 0   # due, not fetched before the run deadline
-    requested: int = 0  # feeds asked of fetch.iter_fetch
-    new_ids: list[int] = dataclasses.field(default_factory=list)
-    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (feed, error)
-
-
 def utc_now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-class _StageTimer:
-    """Times one stage of a run and logs at INFO what it did: ``stage = _StageTimer("embed")``,
-    then ``stage.done("%d articles", n)`` logs ``embed: 45 articles in 3.2 s`` (``clustering -v``)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.started = time.monotonic()
-
-    def done(self, summary: str, *args: object) -> None:
-        log.info("%s: " + summary + " in %.1f s", self.name, *args, time.monotonic() - self.started)
-
-
-@dataclasses.dataclass(frozen=True)
-class IngestReport:
-    feeds_ok: int
-    feeds_failed: int
-    feeds_not_modified: int
-    feeds_skipped: int
-    new_article_ids: tuple[int, ...]
-    failed_feeds: tuple[str, ...]
-    feeds_deferred: int = 0     # due, not fetched before the run deadline: due again next run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +96,7 @@ IMPORT_CHUNK = 5000
 """Articles stored in one transaction by ``clustering import`` (the file is checked whole first)."""
 
 
-class Pipeline:
+class Pipeline(PipelineIngest, PipelineReads):
     """One clustering database and its configuration.  Use as a context manager."""
 
     def __init__(self, config: Config, *, embedder: Embedder | None = None,
@@ -268,164 +214,6 @@ class Pipeline:
     def _check_writable(self) -> None:
         if self.store.read_only:
             raise StorageError(f"database {self.store.path} was opened read-only (read_only=True)")
-
-    def _ingest(self, *, force: bool) -> IngestReport:
-        """Fetch the due feeds, each parsed and stored in turn (one transaction per feed) while the
-        next ones are fetched (fetch.iter_fetch), until ``settings.fetch.run_deadline``: the feeds
-        not reached stay due, and the least recently tried go first, so a deadline never starves the
-        same feeds.  On a shared (PostgreSQL) store the feeds are claimed in batches first
-        (``_ingest_claimed``), each batch fetched the same way under the same deadline.  Failures are
-        logged one per feed at INFO and summed up in one WARNING line; each feed's error is in
-        ``clustering feeds``."""
-        from .fetch import FetchRequest
-
-        stage = _StageTimer("fetch")
-        deadline = time.monotonic() + self.config.fetch.run_deadline
-        now = self._now()
-        feeds = [f for f in self.config.feeds if f.enabled]
-        with self.store.transaction():
-            self.store.sync_feeds((f.name, f.url) for f in feeds)
-            self.store.repair_feed_state()
-        tally = _IngestTally()
-        if self.store.shared:
-            self._ingest_claimed(feeds, force, tally, deadline)
-        else:
-            due: dict[str, FeedConfig] = {}
-            last_attempt: dict[str, str] = {}
-            requests = []
-            for feed in feeds:
-                row = self.store.feed_row(feed.name)
-                next_attempt = row["next_attempt"] if row is not None else None
-                if not force and next_attempt is not None and next_attempt > _text(now):
-                    tally.skipped += 1
-                    continue
-                due[feed.name] = feed
-                last_attempt[feed.name] = (row["last_attempt"] or "") if row is not None else ""
-                requests.append(FetchRequest(feed_name=feed.name, url=feed.url,
-                                             etag=row["etag"] if row is not None else None,
-                                             last_modified=row["last_modified"] if row is not None else None))
-            requests.sort(key=lambda r: last_attempt[r.feed_name])  # never tried, then the longest ago
-            tally.deferred += len(self._fetch_and_store(due, requests, tally, deadline))
-        failures = tally.failures
-        if failures:
-            named = ", ".join(f"{name!r} ({error})" for name, error in failures[:FAILED_FEEDS_NAMED])
-            more = f" and {len(failures) - FAILED_FEEDS_NAMED} more" if len(failures) > FAILED_FEEDS_NAMED else ""
-            log.warning("%d of %d feeds failed: %s%s; `clustering feeds` shows each one's error",
-                        len(failures), tally.requested, named, more)
-        if tally.deferred:
-            log.warning("the run deadline (settings.fetch.run_deadline, %g s) passed: %d due feeds were not "
-                        "fetched and go first in the next run", self.config.fetch.run_deadline, tally.deferred)
-        stage.done("%d feeds ok, %d not modified, %d failed, %d not due%s; %d new articles", tally.ok,
-                   tally.not_modified, len(failures), tally.skipped,
-                   f", {tally.deferred} left for the next run" if tally.deferred else "", len(tally.new_ids))
-        return IngestReport(tally.ok, len(failures), tally.not_modified, tally.skipped, tuple(tally.new_ids),
-                            tuple(name for name, _ in failures), tally.deferred)
-
-    def _ingest_claimed(self, feeds: Sequence[FeedConfig], force: bool, tally: _IngestTally,
-                        deadline: float) -> None:
-        """Several workers on one store: claim due feeds in batches (``Store.claim_feeds``: each
-        feed goes to one worker, under a lease; never tried or tried longest ago first), and fetch
-        and store each batch feed by feed (``_fetch_and_store``), until none is left or the run
-        deadline passes.  A claimed feed not reached before the deadline has its claim released
-        and stays due (another worker, or the next pass, takes it); due feeds left unclaimed at the
-        deadline count as deferred too."""
-        from .fetch import FetchRequest
-
-        by_name = {f.name: f for f in feeds}
-        left = list(by_name)  # the configured order breaks ties, as a run on SQLite does
-        batch = max(1, FEED_CLAIM_BATCH * self.config.fetch.max_concurrency)
-        while left and time.monotonic() < deadline:
-            claim_now = self._now()
-            lease_until = claim_now + timedelta(seconds=self.claim_lease_seconds)
-            claimed = self.store.claim_feeds(  # type: ignore[attr-defined]
-                left, now=claim_now, lease_until=lease_until, limit=batch, force=force)
-            if not claimed:
-                break
-            names = {row["name"] for row in claimed}
-            left = [n for n in left if n not in names]
-            requests = [FetchRequest(feed_name=row["name"], url=by_name[row["name"]].url, etag=row["etag"],
-                                     last_modified=row["last_modified"]) for row in claimed]
-            # the feeds of the batch not recorded (the deadline passed, or an error stopped the
-            # pass) are released: due again now, not when the lease lapses; recording a feed
-            # released its claim already
-            try:
-                not_reached = self._fetch_and_store(by_name, requests, tally, deadline)
-            except BaseException:
-                with contextlib.suppress(StorageError):  # never mask the cause
-                    self.store.release_claims(list(names), lease_until=lease_until)  # type: ignore[attr-defined]
-                raise
-            self.store.release_claims(not_reached, lease_until=lease_until)  # type: ignore[attr-defined]
-            tally.deferred += len(not_reached)
-        if left and time.monotonic() >= deadline:
-            due_left = self.store.due_unclaimed(left, now=self._now(), force=force)  # type: ignore[attr-defined]
-            tally.deferred += due_left
-            tally.skipped += len(left) - due_left
-        else:
-            tally.skipped += len(left)
-
-    def _fetch_and_store(self, feeds: Mapping[str, FeedConfig], requests: Sequence[Any], tally: _IngestTally,
-                         deadline: float) -> list[str]:
-        """Fetch ``requests`` in order (fetch.iter_fetch: at most 2 x max_concurrency bodies held) and
-        store each feed as it comes (``_store_fetched``: one transaction per feed), until ``deadline``
-        (a ``time.monotonic()`` value); the names of the feeds not reached, which stay due."""
-        from .fetch import iter_fetch
-
-        fetch_options: dict[str, Any] = {"timeout_seconds": self.config.fetch.timeout_seconds,
-                                         "max_bytes": self.config.fetch.max_bytes,
-                                         "max_concurrency": self.config.fetch.max_concurrency,
-                                         "base_dir": self.config.base_dir, "client": self._http_client,
-                                         "deadline": deadline}
-        if self.config.fetch.user_agent:
-            fetch_options["user_agent"] = self.config.fetch.user_agent
-        tally.requested += len(requests)
-        reached: set[str] = set()
-        for request, result in iter_fetch(list(requests), **fetch_options):
-            reached.add(request.feed_name)
-            error = self._store_fetched(feeds[request.feed_name], result, tally.new_ids)
-            if error is not None:
-                tally.failures.append((request.feed_name, error))
-            elif result.status == "not_modified":
-                tally.not_modified += 1
-            else:
-                tally.ok += 1
-        return [r.feed_name for r in requests if r.feed_name not in reached]
-
-    def _store_fetched(self, feed: FeedConfig, result: Any, new_ids: list[int]) -> str | None:
-        """Parse one fetched feed and store its new articles and its fetch state (one transaction);
-        the feed's error, or None."""
-        from .fetch import next_attempt_delay
-        from .parse import parse_feed
-
-        fetched_at = self._now()
-        poll_seconds = 60.0 * (feed.poll_interval_minutes or self.config.poll_interval_minutes)
-        row = self.store.feed_row(feed.name)
-        errors_before = int(row["consecutive_errors"]) if row is not None else 0
-        error: str | None = result.error if result.status == "error" else None
-        warning: str | None = None
-        entries: Sequence[ParsedEntry] = ()
-        if result.status == "ok":
-            try:
-                parsed = parse_feed(result.body or b"", feed_url=result.final_url or feed.url,
-                                    fetched_at=fetched_at, content_type=result.content_type, feed_name=feed.name)
-                entries, warning = parsed.entries, parsed.warning
-            except FeedError as exc:
-                error = exc.reason
-        with self.store.transaction():
-            if error is None:
-                delay = next_attempt_delay(consecutive_errors=0, poll_interval_seconds=poll_seconds,
-                                           retry_after_seconds=result.retry_after_seconds)
-                new_ids.extend(self.store.add_articles([_new_article(feed.name, e) for e in entries], fetched_at))
-                self.store.record_fetch(feed.name, now=fetched_at, ok=True, error=None, warning=warning,
-                                        etag=result.etag, last_modified=result.last_modified,
-                                        next_attempt=fetched_at + timedelta(seconds=delay))
-            else:
-                delay = next_attempt_delay(consecutive_errors=errors_before + 1, poll_interval_seconds=poll_seconds,
-                                           retry_after_seconds=result.retry_after_seconds)
-                self.store.record_fetch(feed.name, now=fetched_at, ok=False, error=error, warning=None,
-                                        etag=None, last_modified=None,
-                                        next_attempt=fetched_at + timedelta(seconds=delay))
-                log.info("feed %r failed: %s", feed.name, error)
-        return error
 
     # --- bring your own articles --------------------------------------------------------
     def add_articles(self, articles: Iterable[ArticleInput | Mapping[str, Any]]) -> list[int]:
@@ -747,123 +535,6 @@ class Pipeline:
                   time.monotonic() - started)
         return state
 
-    # --- reading ------------------------------------------------------------------------
-    def stories(self, *, since: datetime | None = None, limit: int | None = None) -> list[Story]:
-        _check_since(since)
-        _check_limit(limit)
-        return self.store.stories(since=since, limit=limit)
-
-    def snapshot(self) -> contextlib.AbstractContextManager[None]:
-        """``with pipeline.snapshot():`` every read inside sees the database as one state, whatever
-        a run commits meanwhile: a story listed by ``stories()`` is still there for ``story(id)``
-        (read apart, a run could merge it in between: "story 's77' was merged into 's80'")."""
-        return self.store.snapshot()
-
-    def story(self, story_id: str) -> StoryDetail:
-        with self.store.snapshot():
-            return self._story(story_id)
-
-    def _story(self, story_id: str) -> StoryDetail:
-        from .parse import valid_unicode
-
-        if not isinstance(story_id, str):
-            raise NotFoundError(f"no story with id {story_id!r} (story ids are strings)")
-        found = self.store.stories(story_ids=[valid_unicode(story_id)])
-        if not found:
-            successor = self.store.story_successor(valid_unicode(story_id))
-            if successor is not None:
-                raise NotFoundError(f"story {story_id!r} was merged into {successor!r}: its articles are there now")
-            raise NotFoundError(f"no story with id {story_id!r}")
-        story = found[0]
-        articles = tuple(self.store.articles(story.article_ids))
-        links: list[DuplicateLink] = []
-        for article_id in story.article_ids:
-            links.extend(l for l in self.store.duplicates_of(article_id) if l.canonical_id == article_id)
-        similarity: dict[int, float] = {}
-        try:
-            vectors = self.store.vectors(list(story.article_ids), self.model_name)
-            centroid = vectors.mean(axis=0)
-            centroid = centroid / (float((centroid ** 2).sum()) ** 0.5 or 1.0)
-            similarity = {a: round(float(v @ centroid), 4) for a, v in zip(story.article_ids, vectors)}
-        except Exception:  # noqa: BLE001 - scores are optional decoration
-            similarity = {}
-        return StoryDetail(story=story, articles=articles, duplicates=tuple(links), similarity=similarity)
-
-    def article(self, article_id: int) -> Article:
-        return self.store.article(article_id)
-
-    def articles(self, *, story: str | None = None, unassigned: bool = False, sources: Sequence[str] | None = None,
-                 search: str | Sequence[str] = (), since: datetime | None = None,
-                 limit: int | None = None) -> list[Article]:
-        """Stored articles, oldest first: of one ``story`` (its members and their copies), or
-        ``unassigned`` (in no story and copying none: in the window, what the run summary counts),
-        from these ``sources`` (feed names), whose title or text holds every word of ``search``,
-        published since ``since``."""
-        _check_since(since)
-        _check_limit(limit)
-        if unassigned and story is not None:
-            raise ConfigError("articles: story and unassigned exclude each other")
-        words = search.split() if isinstance(search, str) else list(search)
-        if unassigned and since is None:
-            since = self._window_start(self._now())
-        return listing_queries.list_articles(self.store, story_id=story, unassigned=unassigned, sources=sources,
-                                             words=words, since=since, limit=limit)
-
-    def duplicates(self, *, story: str | None = None, since: datetime | None = None,
-                   sources: Sequence[str] | None = None) -> list[dict[str, Any]]:
-        """Every duplicate link with its copy's and original's outlets (the ``duplicate_list``
-        view's rows as dicts), copies oldest first."""
-        _check_since(since)
-        rows = listing_queries.duplicate_rows(self.store, story_id=story, since=since, sources=sources)
-        return [dict(row) for row in rows]
-
-    def topics(self, *, since: datetime | None = None, limit: int | None = None) -> list[Topic]:
-        """Topics (named groups of stories), most recently active first."""
-        _check_since(since)
-        _check_limit(limit)
-        return listing_queries.topics(self.store, since=since, limit=limit)
-
-    def runs(self, *, after: int | None = None, since: datetime | None = None, last: int | None = None
-             ) -> list[RunRecord]:
-        """Processing runs, oldest first: after run ``after``, finished since ``since``, or the ``last`` N."""
-        _check_since(since)
-        return history.runs(self.store, after_id=after, since=since, limit_last=last)
-
-    def changes(self, *, since: int | datetime | None = None) -> list[StoryEvent]:
-        """What runs changed in stories: the runs after run ``since`` (an int), or finished since
-        ``since`` (a datetime), or (None) the last run; events in run order."""
-        if isinstance(since, bool) or not (since is None or isinstance(since, (int, datetime))):
-            raise ConfigError(f"since must be a run id, a timezone-aware datetime or None, got {since!r}")
-        if isinstance(since, int):
-            found = self.runs(after=since)
-        elif isinstance(since, datetime):
-            found = self.runs(since=since)
-        else:
-            found = self.runs(last=1)
-        return history.events(self.store, run_ids=[r.id for r in found])
-
-    def story_history(self, story_id: str) -> list[StoryEvent]:
-        """Every recorded change to one story (article events only for runs in the window; see
-        history.py), oldest first; a merged story's history is its own, up to its merge."""
-        from .parse import valid_unicode
-
-        if not isinstance(story_id, str):
-            raise NotFoundError(f"no story with id {story_id!r} (story ids are strings)")
-        if not self.store.stories(story_ids=[valid_unicode(story_id)]) and \
-                self.store.story_successor(valid_unicode(story_id)) is None:
-            raise NotFoundError(f"no story with id {story_id!r}")
-        return history.events(self.store, story_id=valid_unicode(story_id))
-
-    def duplicates_of(self, article_id: int) -> list[DuplicateLink]:
-        return self.store.duplicates_of(article_id)
-
-    def feeds(self) -> list[FeedStatus]:
-        configured = [f.name for f in self.config.feeds]
-        statuses = self.store.feed_statuses()
-        if configured:
-            statuses = [s for s in statuses if s.name in set(configured)]
-        return statuses
-
 
 def open_pipeline(database: str | Path | None = None,
                   config: Config | str | Path | Mapping[str, Any] | None = None, **options: Any) -> Pipeline:
@@ -887,89 +558,6 @@ def open_pipeline(database: str | Path | None = None,
 
 
 # --- helpers ----------------------------------------------------------------------------------
-def _check_since(since: object) -> None:
-    if since is not None and (not isinstance(since, datetime) or since.utcoffset() is None):
-        raise ConfigError(f"since must be a timezone-aware datetime, got {since!r}")
-
-
-def _check_limit(limit: object) -> None:
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
-
-
-def _text(moment: datetime) -> str:
-    from .store import to_text
-
-    return to_text(moment)
-
-
-def _new_article(source: str, entry: ParsedEntry) -> NewArticle:
-    return NewArticle(source=source, entry_key=entry.entry_key, title=entry.title, summary=entry.summary,
-                      url=entry.url, published=entry.published, published_estimated=entry.published_estimated,
-                      text_hash=dedup.text_hash(entry.title, entry.summary), author=entry.author)
-
-
-def _as_input(value: ArticleInput | Mapping[str, Any], index: int, now: datetime) -> ArticleInput:
-    """A checked ArticleInput whose strings are stored as given by parse.clean_article_text
-    (the rule feed entries follow) and parse.clean_line; a bad one is a ConfigError naming it."""
-    from .parse import EARLIEST_PLAUSIBLE_DATE, MAX_FUTURE_SKEW, clean_article_text, clean_line, is_plausible_date
-
-    if isinstance(value, ArticleInput):
-        article = value
-    elif not isinstance(value, Mapping):
-        raise ConfigError(f"article #{index}: expected a mapping or ArticleInput, got {type(value).__name__}")
-    else:
-        allowed = {f.name for f in dataclasses.fields(ArticleInput)}
-        not_names = [key for key in value if not isinstance(key, str)]
-        if not_names:
-            raise ConfigError(f"article #{index}: field names must be strings, got {quote_value(not_names[0])}")
-        unknown = set(value) - allowed
-        if unknown:
-            raise ConfigError(f"article #{index}: unknown field(s) {sorted(unknown)} (known: {sorted(allowed)})")
-        article = ArticleInput(**{"title": "", **value})
-    for name, optional in (("title", False), ("text", False), ("source", False), ("url", True), ("key", True)):
-        field_value = getattr(article, name)
-        if not (isinstance(field_value, str) or (optional and field_value is None)):
-            raise ConfigError(f"article #{index}: {name} must be a string, got {type(field_value).__name__}")
-    # API input may carry HTML like feed entries do: compare and store its plain text
-    title, text = clean_article_text(article.title, [article.text])
-    article = dataclasses.replace(article, title=title, text=text, source=clean_line(article.source),
-                                  key=clean_line(article.key) if article.key is not None else None,
-                                  url=clean_line(article.url) if article.url is not None else None)
-    if not article.title and not article.text:
-        raise ConfigError(f"article #{index}: needs a title or a text")
-    if not article.source:
-        raise ConfigError(f"article #{index}: source must not be empty")
-    for name, limit in (("source", MAX_SOURCE_CHARS), ("key", MAX_KEY_CHARS), ("url", MAX_KEY_CHARS)):
-        if len(getattr(article, name) or "") > limit:
-            raise ConfigError(f"article #{index} {article.title[:60]!r}: {name} is longer than {limit} characters")
-    if article.published is not None:
-        if not isinstance(article.published, datetime):
-            raise ConfigError(f"article #{index}: published must be a datetime, "
-                              f"got {type(article.published).__name__}")
-        if article.published.tzinfo is None or article.published.utcoffset() is None:
-            raise ConfigError(f"article #{index} {article.title[:60]!r}: published must be timezone-aware")
-        if not is_plausible_date(article.published, now):
-            # the rule feed entries follow too; a feed's bad date is ignored, the caller can fix theirs
-            raise ConfigError(f"article #{index} {article.title[:60]!r}: published {article.published.isoformat()} "
-                              f"is not a plausible date (expected from {EARLIEST_PLAUSIBLE_DATE:%Y-%m-%d} to "
-                              f"{now.astimezone(timezone.utc) + MAX_FUTURE_SKEW:%Y-%m-%d %H:%M} UTC)")
-    return article
-
-
-def _input_article(article: ArticleInput, now: datetime) -> NewArticle:
-    """A checked and cleaned input (see _as_input) as a row to store."""
-    from .parse import canonical_url
-
-    published = article.published or now
-    url = canonical_url(article.url) if article.url else None
-    digest = dedup.text_hash(article.title, article.text)
-    key = article.key or (f"url:{url}" if url else f"hash:{hashlib.sha1(digest.encode()).hexdigest()}")
-    return NewArticle(source=article.source, entry_key=key, title=article.title, summary=article.text, url=url,
-                      published=published.astimezone(timezone.utc), published_estimated=article.published is None,
-                      text_hash=digest)
-
-
 class _StoredStoryIds:
     """``story_id in taken``: whether the store holds a story of that id.  The story stage asks only
     for the ids a new story founded by a window article could take (``s<id>``, ``s<id>-<n>``), a few

@@ -1,17 +1,21 @@
-"""Output: JSON-ready dicts, the run summary, the progress line and the text of one story
-(listings and their formats: listing.py; the HTML report: webpage.py).
+"""Output: JSON-ready dicts, the run summary, the progress line, a run's stage lines in the log and
+the text of one story (listings and their formats: listing.py; the HTML report: webpage.py).
 
 The JSON shapes are a contract that scripts parse: keys are only ever added.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TextIO
 
 from .types import Article, DuplicateLink, RunReport, Story, StoryDetail
+
+log = logging.getLogger("clustering")
+"""The pipeline's logger, which ``_StageTimer`` writes to (as it did from core.py)."""
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -127,6 +131,18 @@ class ProgressLine:
 
     def __exit__(self, *exc_info: object) -> None:
         self.clear()
+
+
+class _StageTimer:
+    """Times one stage of a run and logs at INFO what it did: ``stage = _StageTimer("embed")``,
+    then ``stage.done("%d articles", n)`` logs ``embed: 45 articles in 3.2 s`` (``clustering -v``)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.started = time.monotonic()
+
+    def done(self, summary: str, *args: object) -> None:
+        log.info("%s: " + summary + " in %.1f s", self.name, *args, time.monotonic() - self.started)
 
 
 def _cut(text: str, width: int) -> str:
