@@ -149,10 +149,13 @@ articles (``python bench/scale.py --dedup 10000,20000``): see docs/speed.md."""
 
 
 APPROXIMATE_PAIRS = 2_000_000_000
-"""Above this many (query, searchable row) pairs a search is approximate (:func:`ivf_index`): a first
-run of a large window compares every article with every earlier one, which grew as N² (a
-100k-article backfill spent 244 s in dedup).  A 500-article run into a 100k window (5·10⁷ pairs)
-and a first run of 20k (2·10⁸) stay exact, so those keep the exact search's results."""
+"""Above this many (query, searchable row) pairs a search is no longer one exact search per block: a
+first run of a large window compares every article with every earlier one, which grew as N² (a
+100k-article backfill spent 244 s in dedup).  Such a first run takes its nearest rows from the
+window's pairs (:func:`shares_search`, exact); another run that large (tens of thousands of new
+articles into a kept window), or a window too dense for the pairs, searches the IVF index
+(:func:`ivf_index`).  A 500-article run into a 100k window (5·10⁷ pairs) and a first run of 20k
+(2·10⁸) stay as they were, so those keep the exact search's results."""
 
 IVF_ROWS_PER_LIST = 256
 """Rows per inverted list of the approximate index (lists = rows / this): with a fixed number of
