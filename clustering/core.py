@@ -555,7 +555,7 @@ class Pipeline:
             from .graph import SEARCH_EXTRA, window_pairs
 
             pairs = window_pairs(vectors, self.config.stories.neighbours + SEARCH_EXTRA + PAIRED_COPIES,
-                                 dedup.pairs_floor(self.config.dedup))
+                                 dedup.pairs_floor(self.config.dedup), rows=dedup.searched_items(items))
         links = dedup.find_duplicates(items, vectors, self.config.dedup,
                                       progress=lambda done, total: self._report("duplicates", done, total),
                                       pairs=pairs)

@@ -205,6 +205,26 @@ def shares_search(items: Sequence[DedupItem]) -> bool:
     return new == len(items) and new * (new / 2) > APPROXIMATE_PAIRS
 
 
+def searched_items(items: Sequence[DedupItem]) -> list[int]:
+    """The items of a first run (every article new) that may be searched: all but those an earlier
+    article (in time order) links by URL or text before any search (:func:`find_duplicates` registers
+    every article's URL and text hash as it goes), in order of position."""
+    seen_urls: set[str] = set()
+    seen_hashes: set[str] = set()
+    copies = set()
+    for index in sorted(range(len(items)), key=lambda i: _order_key(items[i])):
+        item = items[index]
+        url = item.canonical_url
+        hashed = item.text_hash if item.text_hash != EMPTY_TEXT_HASH else None
+        if (url and url in seen_urls) or (hashed is not None and hashed in seen_hashes):
+            copies.add(index)
+        if url:
+            seen_urls.add(url)
+        if hashed is not None:
+            seen_hashes.add(hashed)
+    return [index for index in range(len(items)) if index not in copies]
+
+
 def pairs_floor(params: DedupParams) -> float:
     """The cosine down to which the window's pairs must reach for dedup (``lexical_floor`` less the
     rounding margin)."""
@@ -231,8 +251,9 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
     called after each block.
 
     ``pairs`` (graph.window_pairs over ``vectors``, down to ``lexical_floor`` less
-    :data:`_RANGE_MARGIN` at least) replace the search of the rows before each block: a row's
-    nearest are its pairs among them, scored exactly (graph.exact_cosine, as float32).
+    :data:`_RANGE_MARGIN` at least; a first run's may leave out the items it links by URL or text,
+    :func:`searched_items`) replace the search of the rows before each block: a row's nearest are
+    its pairs among them, scored exactly (graph.exact_cosine, as float32).
     """
     import numpy as np
 

@@ -313,14 +313,26 @@ class WindowPairs:
                            self.scores[mine], self.floor)
 
 
-PAIR_SAMPLE_ROWS = 512
+    def renumbered(self, rows: np.ndarray, size: int) -> WindowPairs:
+        """These pairs (of ``rows``' vectors) as pairs of ``size`` rows: row ``i`` here is ``rows[i]``,
+        and the rows not in ``rows`` have empty lists."""
+        import numpy as np
+
+        sizes = np.zeros(size, dtype=np.int64)
+        sizes[rows] = np.diff(self.starts)
+        return WindowPairs(np.r_[0, np.cumsum(sizes)].astype(np.int64), rows[self.rows], self.scores, self.floor)
+
+
+PAIR_SAMPLE_ROWS = 256
 """Rows (every n-th) whose nearest rows choose the window's pair threshold (:func:`pair_threshold`)."""
 
 PAIR_COMPLETE_SHARE = 0.9
-"""Share of the sampled rows whose ``count`` nearest rows all lie above the pair threshold: the other
-rows' graph lists are searched again (exactly, :func:`build_graph`).  A lower threshold keeps more
-pairs.  On the synthetic 100k window (hashing vectors) the 10 % quantile of the 24th neighbour's
-cosine is about 0.35: 230 pairs a row, and 6 % of the rows searched again (docs/speed.md)."""
+"""Share of the sampled rows whose ``count`` nearest rows all lie above the pair threshold: the
+others' graph lists are searched again (exactly, :func:`build_graph`).  A lower threshold finds more
+pairs (each row's list is cut to ``count`` as they come, so it costs sorting, not memory).  On the
+synthetic 100k window (hashing vectors, ``count`` 32) the threshold is about 0.34: the range search finds
+about 300 pairs a row, 31 a row are kept, and 3.9 % of the canonical articles are searched again for
+the graph (docs/speed.md)."""
 
 PAIR_MAX_PER_ROW = 600
 """Most pairs a row may have above the threshold on average (the sample's mean) for the window to be
@@ -358,15 +370,27 @@ def pair_threshold(data: np.ndarray, count: int, floor: float) -> float | None:
     return float(threshold)
 
 
-def window_pairs(vectors: np.ndarray, count: int, floor: float) -> WindowPairs | None:
+def window_pairs(vectors: np.ndarray, count: int, floor: float,
+                 rows: np.ndarray | Sequence[int] | None = None) -> WindowPairs | None:
     """Every pair of rows of ``vectors`` (L2-normalized) above :func:`pair_threshold`, found by one
     exact range search over each pair once (a block of rows against the rows after it: half the
     products of a k-nearest search of every row), each row's list cut to its ``count`` best and
-    every row at or above ``floor``.  None where the pairs would not fit (see pair_threshold)."""
+    every row at or above ``floor``.  ``rows`` (ascending): only these are searched, the others'
+    lists are empty and they are in none.  None where the pairs would not fit (see pair_threshold)."""
+    import numpy as np
+
+    if rows is None:
+        return _all_pairs(np.ascontiguousarray(vectors, dtype=np.float32), count, floor)
+    rows = np.asarray(rows, dtype=np.int64)
+    found = _all_pairs(np.ascontiguousarray(np.asarray(vectors)[rows], dtype=np.float32), count, floor)
+    return None if found is None else found.renumbered(rows, len(vectors))
+
+
+def _all_pairs(data: np.ndarray, count: int, floor: float) -> WindowPairs | None:
+    """:func:`window_pairs` of every row of ``data`` (float32, contiguous)."""
     import numpy as np
 
     faiss = import_faiss()
-    data = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(data)
     threshold = pair_threshold(data, count, floor)
     if threshold is None:
@@ -390,8 +414,8 @@ def window_pairs(vectors: np.ndarray, count: int, floor: float) -> WindowPairs |
             upper = tail > head     # each pair once (the block's own pairs come both ways)
             head, tail, found = head[upper], tail[upper], found[upper]
             # a row's best among this block's pairs hold its best of all: cut them now
-            _, head, tail, found = _best_pairs(np.r_[head, tail], np.r_[tail, head], np.r_[found, found], n, count,
-                                               floor)
+            _, head, tail, found = _best_pairs(np.concatenate((head, tail)), np.concatenate((tail, head)),
+                                               np.concatenate((found, found)), n, count, floor)
             heads.append(head)
             tails.append(tail)
             scores.append(found)
@@ -420,15 +444,17 @@ def _best_pairs(head: np.ndarray, tail: np.ndarray, score: np.ndarray, n: int, c
         head, tail, score = head[first], tail[first], score[first]
     # one integer key: the head, then the score's bits reversed (scores are positive: their bits
     # order as they do); a stable sort keeps equal scores in the order they are in
-    descending = np.int64(0x7FFFFFFF) - score.astype(np.float32).view(np.int32).astype(np.int64)
-    order = np.argsort((head.astype(np.int64) << 31) | descending, kind="stable")
+    key = head.astype(np.int64) << 31
+    key |= np.int64(0x7FFFFFFF) - np.ascontiguousarray(score, dtype=np.float32).view(np.int32)
+    order = np.argsort(key, kind="stable")
     head, tail, score = head[order], tail[order], score[order]
     sizes = np.bincount(head, minlength=n)
-    starts = np.r_[0, np.cumsum(sizes)].astype(np.int64)
-    cut = np.full(n, -np.inf, dtype=np.float32)
-    full = np.flatnonzero(sizes >= count)
-    cut[full] = score[starts[full] + count - 1]
-    keep = (score >= cut[head]) | (score >= floor)
-    head, tail, score = head[keep], tail[keep], score[keep]
-    starts = np.r_[0, np.cumsum(np.bincount(head, minlength=n))].astype(np.int64)
-    return starts, head, tail, score
+    starts = np.r_[0, np.cumsum(sizes)]
+    full = np.flatnonzero(sizes > count)
+    if full.size:   # only heads with more than ``count`` lose any
+        cut = np.full(n, -np.inf, dtype=np.float32)
+        cut[full] = score[starts[full] + count - 1]
+        keep = (score >= cut[head]) | (score >= floor)
+        head, tail, score = head[keep], tail[keep], score[keep]
+        starts = np.r_[0, np.cumsum(np.bincount(head, minlength=n))]
+    return starts.astype(np.int64), head, tail, score

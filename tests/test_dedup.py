@@ -574,14 +574,19 @@ def test_a_first_run_from_the_window_pairs_links_as_the_exact_search(seed: int, 
 
     monkeypatch.setattr(dedup, "SEARCH_BLOCK", 97)
     first, _, vectors = two_runs(seed, planted, old=1500, new=0)
-    pairs = window_pairs(vectors, 32, dedup.pairs_floor(PARAMS))
-    assert pairs is not None
     exact = find_duplicates(first, vectors, PARAMS)
-    paired = find_duplicates(first, vectors, PARAMS, pairs=pairs)
-    assert [(x.article_id, x.canonical_id, x.kind) for x in paired] == \
-        [(x.article_id, x.canonical_id, x.kind) for x in exact]
-    assert np.allclose([x.score for x in paired], [x.score for x in exact], rtol=0, atol=1e-5)
+    searched = dedup.searched_items(first)
+    assert len(searched) < len(first) - 50                    # copies by URL or text are left out
+    for rows in (None, searched):
+        pairs = window_pairs(vectors, 32, dedup.pairs_floor(PARAMS), rows=rows)
+        assert pairs is not None
+        paired = find_duplicates(first, vectors, PARAMS, pairs=pairs)
+        assert [(x.article_id, x.canonical_id, x.kind) for x in paired] == \
+            [(x.article_id, x.canonical_id, x.kind) for x in exact]
+        assert np.allclose([x.score for x in paired], [x.score for x in exact], rtol=0, atol=1e-5)
     assert sum(x.kind == "near" for x in exact) > 20
+    keyed = {x.article_id for x in exact if x.kind in ("url", "text")}
+    assert {first[i].article_id for i in range(len(first)) if i not in set(searched)} == keyed
 
 
 def test_pairs_must_reach_the_lexical_floor() -> None:

@@ -209,3 +209,16 @@ def test_window_pairs_give_way_where_the_window_is_too_dense(monkeypatch: pytest
     monkeypatch.setattr(graph, "PAIR_MAX_PER_ROW", 5)
     assert window_pairs(vectors, 8, 0.9) is None
     assert window_pairs(vectors[:5], 8, 0.9) is None        # fewer rows than a list
+
+
+def test_window_pairs_of_some_rows_leave_the_others_out() -> None:
+    from clustering.graph import window_pairs
+
+    vectors = clustered_rows(600, 24, 5)
+    rows = np.flatnonzero(np.arange(600) % 7 != 3)
+    some = window_pairs(vectors, 10, 0.85, rows=rows)
+    alone = window_pairs(vectors[rows], 10, 0.85)
+    assert some is not None and alone is not None and some.size == 600
+    assert np.array_equal(some.rows, rows[alone.rows]) and np.array_equal(some.scores, alone.scores)
+    assert np.array_equal(np.diff(some.starts)[rows], np.diff(alone.starts))
+    assert not np.diff(some.starts)[np.arange(600) % 7 == 3].any() and not np.isin(some.rows, np.arange(3, 600, 7)).any()

@@ -466,9 +466,9 @@ def test_a_large_first_run_searched_as_window_pairs_decides_as_the_exact_searche
     calls: list[int] = []
     original = graph.window_pairs
 
-    def counted(vectors: np.ndarray, count: int, floor: float) -> Any:
+    def counted(vectors: np.ndarray, count: int, floor: float, rows: Any = None) -> Any:
         calls.append(len(vectors))
-        return original(vectors, count, floor)
+        return original(vectors, count, floor, rows)
 
     monkeypatch.setattr(graph, "window_pairs", counted)
     first = batch(0, 400, seed=11)
