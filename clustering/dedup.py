@@ -200,7 +200,7 @@ def shares_search(items: Sequence[DedupItem]) -> bool:
     then found in the window's pairs (graph.window_pairs: every pair at or above ``lexical_floor``,
     from one exact range search over each pair once, which the graph takes its lists from too)
     instead of the IVF index: exact, and on the synthetic 100k backfill the two searches had taken
-    about 90 of its 135 CPU seconds (docs/speed.md)."""
+    about 95 of its 135 CPU seconds (docs/speed.md)."""
     new = sum(1 for item in items if item.is_new)
     return new == len(items) and new * (new / 2) > APPROXIMATE_PAIRS
 
