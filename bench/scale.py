@@ -2,7 +2,7 @@
 
     python bench/scale.py [--sizes 2000,5000] [--history 1000000] [--new 500] [--out docs/speed.md]
     python bench/scale.py --dedup 10000,20000      (dedup alone: batched search vs one per article)
-    python bench/scale.py --recall 20000,100000    (dedup of a first run: exact vs approximate)
+    python bench/scale.py --recall 20000,100000    (a first run's searches: exact, IVF, window pairs)
 
 Through the public API (``clustering.open_pipeline`` with ``model: hashing``, the built-in
 HashingEmbedder, so the figures are the pipeline's own and not the model's), on synthetic news
@@ -21,7 +21,8 @@ in one transaction) under ``--work`` and copied for each measurement.
 
 Every measurement runs in a fresh child process, so its peak RSS (``ru_maxrss``) is its own.
 Each reports ``process()`` seconds split into store (every call into the Store, commits
-included), dedup (``dedup.find_duplicates``), stories (the window graph and terms, then
+included), dedup (``dedup.find_duplicates``, and ``graph.window_pairs`` where a large first run
+searches its window once for dedup and the graph), stories (the window graph and terms, then
 ``stories.assign_stories``) and the rest
 (embedding, labels, topics).  The growth exponent is the log-log slope between sizes.
 
@@ -275,13 +276,16 @@ def instrument_store(store: Any, seconds: dict[str, float], methods: dict[str, f
 def child_process(database: Path) -> dict[str, Any]:
     """One timed ``process()`` with its stages; peak RSS of this process."""
     import clustering
-    from clustering import core, dedup, stories
+    from clustering import core, dedup, graph, stories
 
     seconds: dict[str, float] = {}
     methods: dict[str, float] = {}
-    for module, name, stage in ((dedup, "find_duplicates", "dedup"), (stories, "assign_stories", "stories"),
-                                (core.Pipeline, "_window_state", "stories")):
-        original = getattr(module, name)
+    # a large first run's one search for dedup and the graph (graph.window_pairs) counts as dedup
+    for module, name, stage in ((dedup, "find_duplicates", "dedup"), (graph, "window_pairs", "dedup"),
+                                (stories, "assign_stories", "stories"), (core.Pipeline, "_window_state", "stories")):
+        original = getattr(module, name, None)
+        if original is None:  # code from before the window pairs
+            continue
 
         def wrapped(*args: Any, _original: Callable[..., Any] = original, _stage: str = stage, **kwargs: Any) -> Any:
             with stage_timer(seconds, _stage):
@@ -561,31 +565,60 @@ def dedup_speed(sizes: list[int], seed: int) -> str:
 
 
 def search_recall(sizes: list[int], seed: int) -> str:
-    """Dedup of a first run of a window of each size, exact against approximate
-    (``dedup.APPROXIMATE_PAIRS``): the time and how many of the exact search's links the
-    approximate one makes."""
-    from clustering import dedup
-    from clustering.dedup import DedupParams, find_duplicates
+    """The searches of a first run of a window of each size, three ways: dedup exact, dedup as the
+    IVF index made it above ``dedup.APPROXIMATE_PAIRS`` (before the window pairs), and dedup and
+    the neighbour graph from the window's pairs (``graph.window_pairs``, as a large first run now
+    does, forced here at every size); each against the exact search: the share of its links
+    (article, canonical, kind) made, the links it did not make, and the graph's neighbours kept."""
+    import numpy as np
 
-    lines = ["| window N | dedup exact s (CPU s) | dedup approximate s (CPU s) | links kept (near-duplicate links) |",
-             "|---|---|---|---|"]
+    from clustering import dedup
+    from clustering.dedup import DedupParams, find_duplicates, pairs_floor
+    from clustering.graph import SEARCH_EXTRA, build_graph, window_pairs
+
+    params = DedupParams()
+    count = 10 + SEARCH_EXTRA + 14  # StoryParams.neighbours + SEARCH_EXTRA + core.PAIRED_COPIES
+    lines = ["| window N | dedup exact CPU s | dedup IVF CPU s | IVF: links kept (near) | window pairs CPU s | "
+             "dedup from pairs CPU s | pairs: links kept (near), others made | graph exact CPU s | "
+             "graph from pairs CPU s | graph neighbours kept |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def timed(function: Callable[[], Any]) -> tuple[Any, float]:
+        started = time.process_time()
+        result = function()
+        return result, time.process_time() - started
+
+    def kept(links: set[tuple[int, int, str]], exact: set[tuple[int, int, str]]) -> str:
+        near = {x for x in exact if x[2] == "near"}
+        return f"{len(exact & links) / max(1, len(exact)):.4f} ({len(near & links) / max(1, len(near)):.4f})"
+
     default = dedup.APPROXIMATE_PAIRS
     for size in sizes:
         items, vectors = first_run_items(size, seed)
-        seconds, cpu, links = {}, {}, {}
-        for name, pairs in (("exact", float("inf")), ("approximate", default)):
-            dedup.APPROXIMATE_PAIRS = pairs  # type: ignore[assignment]
-            started, started_cpu = time.perf_counter(), time.process_time()
-            links[name] = {(x.article_id, x.canonical_id, x.kind) for x in find_duplicates(items, vectors,
-                                                                                          DedupParams())}
-            seconds[name], cpu[name] = time.perf_counter() - started, time.process_time() - started_cpu
-            progress(f"N={size:,} {name}: dedup {seconds[name]:.1f} s ({cpu[name]:.1f} CPU s)")
-        dedup.APPROXIMATE_PAIRS = default
-        near = {x for x in links["exact"] if x[2] == "near"}
-        lines.append(f"| {size:,} | {seconds['exact']:.2f} ({cpu['exact']:.2f}) | {seconds['approximate']:.2f} "
-                     f"({cpu['approximate']:.2f}) | "
-                     f"{len(links['exact'] & links['approximate']) / max(1, len(links['exact'])):.4f} "
-                     f"({len(near & links['approximate']) / max(1, len(near)):.4f}) |")
+        links, cpu = {}, {}
+        try:
+            for name, limit in (("exact", float("inf")), ("ivf", 0)):
+                dedup.APPROXIMATE_PAIRS = limit  # type: ignore[assignment]
+                found, cpu[name] = timed(lambda: find_duplicates(items, vectors, params))
+                links[name] = {(x.article_id, x.canonical_id, x.kind) for x in found}
+                progress(f"N={size:,} dedup {name}: {cpu[name]:.1f} CPU s")
+        finally:
+            dedup.APPROXIMATE_PAIRS = default
+        pairs, cpu["pairs"] = timed(lambda: window_pairs(vectors, count, pairs_floor(params)))
+        if pairs is None:
+            raise SystemExit(f"N={size}: the window pairs did not fit")
+        found, cpu["paired"] = timed(lambda: find_duplicates(items, vectors, params, pairs=pairs))
+        links["paired"] = {(x.article_id, x.canonical_id, x.kind) for x in found}
+        linked = {x[0] for x in links["exact"]}
+        keep = np.asarray([row for row, it in enumerate(items) if it.article_id not in linked], dtype=np.int64)
+        ids = np.asarray([items[row].article_id for row in keep])
+        exact_graph, cpu["graph"] = timed(lambda: build_graph(vectors[keep], 10, ids))
+        paired_graph, cpu["graph_pairs"] = timed(lambda: build_graph(vectors[keep], 10, ids,
+                                                                     pairs=pairs.restricted(keep)))
+        same = (np.sort(exact_graph.neighbours, axis=1) == np.sort(paired_graph.neighbours, axis=1)).mean()
+        lines.append(f"| {size:,} | {cpu['exact']:.2f} | {cpu['ivf']:.2f} | {kept(links['ivf'], links['exact'])} | "
+                     f"{cpu['pairs']:.2f} | {cpu['paired']:.2f} | {kept(links['paired'], links['exact'])}, "
+                     f"{len(links['paired'] - links['exact'])} | {cpu['graph']:.2f} | {cpu['graph_pairs']:.2f} | "
+                     f"{same:.4f} |")
         progress(lines[-1])
     return "\n".join(lines)
 
@@ -620,14 +653,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.recall:
         table = search_recall([int(s) for s in args.recall.split(",")], args.seed)
-        text = f"""## Dedup of a first run: exact against approximate
+        text = f"""## The searches of a first run: exact, IVF, window pairs
 
 Produced by `python bench/scale.py --recall {args.recall}` (this section is rewritten by it).
-`dedup.find_duplicates` alone on a first run (every article new) of the synthetic news above
-(hashing vectors), once exact and once as shipped: an IVF index above `dedup.APPROXIMATE_PAIRS`
-(2·10⁹ query × row pairs; rows / 256 lists, 64 probed). Links kept: the share of the exact
-search's links (article, canonical, kind) that the approximate one makes too. Below the limit both
-are the same search. The machine is shared: compare within a row.
+The searches of a first run (every article new) of the synthetic news above (hashing vectors),
+alone: dedup exact; dedup through the IVF index it used above `dedup.APPROXIMATE_PAIRS` before
+the window pairs (rows / 256 lists, 64 probed; forced at every size); and the window's pairs
+(`graph.window_pairs`, forced at every size) with dedup and the neighbour graph (of the articles
+the exact dedup left) taken from them. Links kept: the share of the exact search's links
+(article, canonical, kind) made too; neighbours kept: the share of the exact graph's lists.
+CPU seconds of this process (FAISS's threads included); the machine is shared.
 
 {table}
 """

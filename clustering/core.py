@@ -92,6 +92,11 @@ class BackfillReport:
     cluster_seconds: float
 
 
+PAIRED_COPIES = 14
+"""Pairs a row keeps beyond the graph's candidates on a large first run (graph.window_pairs), for the
+copies dedup then takes out of the window: a row that keeps fewer than the graph's candidates among
+the articles left is searched again (graph.build_graph)."""
+
 IMPORT_CHUNK = 5000
 """Articles stored in one transaction by ``clustering import`` (the file is checked whole first)."""
 
@@ -333,8 +338,15 @@ class Pipeline(PipelineIngest, PipelineReads):
                                  canonical_url=a.url, text_hash=a.text_hash, is_new=not a.processed,
                                  duplicate_of=a.duplicate_of, link_kind=a.duplicate_kind,
                                  link_score=a.duplicate_score) for a in window]
+        pairs = None
+        if dedup.shares_search(items):   # a large first run: one search for dedup and the graph
+            from .graph import SEARCH_EXTRA, window_pairs
+
+            pairs = window_pairs(vectors, self.config.stories.neighbours + SEARCH_EXTRA + PAIRED_COPIES,
+                                 dedup.pairs_floor(self.config.dedup), rows=dedup.searched_items(items))
         links = dedup.find_duplicates(items, vectors, self.config.dedup,
-                                      progress=lambda done, total: self._report("duplicates", done, total))
+                                      progress=lambda done, total: self._report("duplicates", done, total),
+                                      pairs=pairs)
         with self.store.transaction():
             memberships = self.store.save_duplicates([(l.article_id, l.canonical_id, l.kind, l.score)
                                                       for l in links], now)
@@ -351,7 +363,9 @@ class Pipeline(PipelineIngest, PipelineReads):
         canonical_vectors = vectors[[position[a.id] for a in canonical]] if canonical else vectors[:0]
         taken_ids = _StoredStoryIds(self.store)  # the ids a new story could take, asked one at a time
         self._report("stories", 0, len(canonical))
-        state = self._window_state(canonical, canonical_vectors)
+        state = self._window_state(canonical, canonical_vectors,
+                                   pairs.restricted([position[a.id] for a in canonical])
+                                   if pairs is not None and canonical else None)
         copies = collections.Counter(c for c in duplicate_of.values() if c is not None)
         docs = [stories.StoryDoc(article_id=a.id, title=a.title, text=a.summary,
                                  published=a.published, source=a.source, story_id=a.story_id,
@@ -508,7 +522,7 @@ class Pipeline(PipelineIngest, PipelineReads):
         listing_queries.save_topics(self.store, names, now)
         return ({s: current[s] for s in found if current.get(s)}, {s: label for s, (label, _) in found.items()})
 
-    def _window_state(self, canonical: Sequence[WindowArticle], vectors: Any) -> WindowState:
+    def _window_state(self, canonical: Sequence[WindowArticle], vectors: Any, pairs: Any = None) -> WindowState:
         """The window's neighbour lists and terms: this process's from the last run, else the
         cache file's, updated for what changed; saved for the next run (window.py).  Whatever the
         state says about an article is checked against its stored text and vector first."""
@@ -527,7 +541,8 @@ class Pipeline(PipelineIngest, PipelineReads):
         text_hashes = [a.content_hash if a.content_hash is not None else unhashed[a.id] for a in canonical]
         state, report = window.refresh(previous, [a.id for a in canonical], vectors,
                                        lambda article_id: (by_id[article_id].title, by_id[article_id].summary),
-                                       text_hashes, model=self.model_name, neighbours=self.config.stories.neighbours)
+                                       text_hashes, model=self.model_name, neighbours=self.config.stories.neighbours,
+                                       pairs=pairs)
         window.save(path, state, key)
         self._window = state
         log.debug("window graph: %s, %d of %d articles searched, %d read for names, %.1f s",

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
+    from .graph import WindowPairs
+
 
 @dataclass(frozen=True)
 class DedupParams:
@@ -147,10 +149,13 @@ articles (``python bench/scale.py --dedup 10000,20000``): see docs/speed.md."""
 
 
 APPROXIMATE_PAIRS = 2_000_000_000
-"""Above this many (query, searchable row) pairs a search is approximate (:func:`ivf_index`): a first
-run of a large window compares every article with every earlier one, which grew as N² (a
-100k-article backfill spent 244 s in dedup).  A 500-article run into a 100k window (5·10⁷ pairs)
-and a first run of 20k (2·10⁸) stay exact, so those keep the exact search's results."""
+"""Above this many (query, searchable row) pairs a search is no longer one exact search per block: a
+first run of a large window compares every article with every earlier one, which grew as N² (a
+100k-article backfill spent 244 s in dedup).  Such a first run takes its nearest rows from the
+window's pairs (:func:`shares_search`, exact); another run that large (tens of thousands of new
+articles into a kept window), or a window too dense for the pairs, searches the IVF index
+(:func:`ivf_index`).  A 500-article run into a 100k window (5·10⁷ pairs) and a first run of 20k
+(2·10⁸) stay as they were, so those keep the exact search's results."""
 
 IVF_ROWS_PER_LIST = 256
 """Rows per inverted list of the approximate index (lists = rows / this): with a fixed number of
@@ -189,8 +194,46 @@ def ivf_index(vectors: np.ndarray):  # noqa: ANN201 - a faiss.IndexIVFFlat
     return index
 
 
+def shares_search(items: Sequence[DedupItem]) -> bool:
+    """Whether the window is searched once for dedup and the neighbour graph: a first run (every
+    article new) whose search would be approximate (over :data:`APPROXIMATE_PAIRS`).  Its copies are
+    then found in the window's pairs (graph.window_pairs: every pair at or above ``lexical_floor``,
+    from one exact range search over each pair once, which the graph takes its lists from too)
+    instead of the IVF index: exact, and on the synthetic 100k backfill the two searches had taken
+    about 95 of its 135 CPU seconds (docs/speed.md)."""
+    new = sum(1 for item in items if item.is_new)
+    return new == len(items) and new * (new / 2) > APPROXIMATE_PAIRS
+
+
+def searched_items(items: Sequence[DedupItem]) -> list[int]:
+    """The items of a first run (every article new) that may be searched: all but those an earlier
+    article (in time order) links by URL or text before any search (:func:`find_duplicates` registers
+    every article's URL and text hash as it goes), in order of position."""
+    seen_urls: set[str] = set()
+    seen_hashes: set[str] = set()
+    copies = set()
+    for index in sorted(range(len(items)), key=lambda i: _order_key(items[i])):
+        item = items[index]
+        url = item.canonical_url
+        hashed = item.text_hash if item.text_hash != EMPTY_TEXT_HASH else None
+        if (url and url in seen_urls) or (hashed is not None and hashed in seen_hashes):
+            copies.add(index)
+        if url:
+            seen_urls.add(url)
+        if hashed is not None:
+            seen_hashes.add(hashed)
+    return [index for index in range(len(items)) if index not in copies]
+
+
+def pairs_floor(params: DedupParams) -> float:
+    """The cosine down to which the window's pairs must reach for dedup (``lexical_floor`` less the
+    rounding margin)."""
+    return params.lexical_floor - _RANGE_MARGIN
+
+
 def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: DedupParams,
-                    progress: Callable[[int, int], None] | None = None) -> list[Link]:
+                    progress: Callable[[int, int], None] | None = None,
+                    pairs: WindowPairs | None = None) -> list[Link]:
     """Links for every article whose canonical changes: the new ones, and old canonicals
     that a newly seen *earlier* copy now precedes (with their duplicates re-pointed).
 
@@ -206,6 +249,11 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
     rows searchable at its moment would (the decisions of one FAISS search per article over
     a growing index; tests/test_dedup.py compares the two).  ``progress(done, total)`` is
     called after each block.
+
+    ``pairs`` (graph.window_pairs over ``vectors``, down to ``lexical_floor`` less
+    :data:`_RANGE_MARGIN` at least; a first run's may leave out the items it links by URL or text,
+    :func:`searched_items`) replace the search of the rows before each block: a row's nearest are
+    its pairs among them, scored exactly (graph.exact_cosine, as float32).
     """
     import numpy as np
 
@@ -310,7 +358,12 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
 
     # a large search (a backfill) goes through one approximate index that grows with the rows
     approximate = None
-    if len(new_order) * (len(old_roots) + len(new_order) / 2) > APPROXIMATE_PAIRS:
+    row_of_item = np.full(len(items), -1, dtype=np.int64)   # the row an article has, if searchable
+    row_of_item[old_roots] = np.arange(len(old_roots))
+    if pairs is not None:
+        if pairs.size != len(items) or pairs.floor > pairs_floor(params):
+            raise ValueError("pairs must cover every item down to lexical_floor")
+    elif len(new_order) * (len(old_roots) + len(new_order) / 2) > APPROXIMATE_PAIRS:
         approximate = ivf_index(vectors)
         if old_roots:
             approximate.add(row_vectors[:len(old_roots)])
@@ -322,7 +375,10 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
         # (FAISS's exact search both times: equal vectors score equal); a block article is searchable
         # by the later ones once added
         before_scores, before_rows = np.empty((len(block), 0), np.float32), np.empty((len(block), 0), np.int64)
-        if searched and approximate is not None:
+        if searched and pairs is not None:
+            before_scores, before_rows = paired_nearest(pairs, vectors, block, row_of_item, searched,
+                                                        params.neighbours)
+        elif searched and approximate is not None:
             before_scores, before_rows = approximate.search(queries, min(params.neighbours, searched))
             found = before_rows >= 0   # fewer hits than asked in the probed lists: -1 rows, dropped below
             before_scores = np.where(found, before_scores, -np.inf).astype(np.float32)
@@ -351,6 +407,7 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
             if len(index_rows) > rows_before:
                 row_of[offset] = rows_before
         row_vectors[searched:len(index_rows)] = vectors[index_rows[searched:]]
+        row_of_item[index_rows[searched:]] = np.arange(searched, len(index_rows))
         if approximate is not None and len(index_rows) > searched:
             approximate.add(row_vectors[searched:len(index_rows)])
         if progress is not None:
@@ -372,6 +429,37 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
             kind, score = kinds.get(index, ("near", 1.0))
             links.append(Link(item.article_id, new_canonical, kind, score))
     return links
+
+
+def paired_nearest(pairs: WindowPairs, vectors: np.ndarray, block: Sequence[int], row_of_item: np.ndarray,
+                   searched: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each article of ``block``, its ``k`` nearest among the first ``searched`` rows at or above
+    ``pairs.floor``, from its pairs: (scores, rows), each (len(block), k), best first, −inf / −1
+    padded.  Scores are exact cosines (as float32), ties to the smaller row."""
+    import numpy as np
+
+    from .graph import exact_cosine
+
+    block_items = np.asarray(block, dtype=np.int64)
+    starts, ends = pairs.starts[block_items], pairs.starts[block_items + 1]
+    lengths = ends - starts
+    owner = np.repeat(np.arange(len(block_items)), lengths)
+    entry = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(starts, lengths)
+    tails = pairs.rows[entry]
+    rows = row_of_item[tails]
+    usable = (pairs.scores[entry] >= pairs.floor) & (rows >= 0) & (rows < searched)
+    owner, tails, rows = owner[usable], tails[usable], rows[usable]
+    scores = exact_cosine(vectors, block_items[owner], tails).astype(np.float32)
+    order = np.lexsort((rows, -scores, owner))
+    owner, rows, scores = owner[order], rows[order], scores[order]
+    first = np.r_[0, np.cumsum(np.bincount(owner, minlength=len(block_items)))]
+    rank = np.arange(len(owner)) - first[owner]
+    keep = rank < k
+    found_scores = np.full((len(block_items), k), -np.inf, dtype=np.float32)
+    found_rows = np.full((len(block_items), k), -1, dtype=np.int64)
+    found_scores[owner[keep], rank[keep]] = scores[keep]
+    found_rows[owner[keep], rank[keep]] = rows[keep]
+    return found_scores, found_rows
 
 
 def nearest_rows(before: Sequence[tuple[float, int]], added: Sequence[tuple[float, int]],

@@ -41,7 +41,7 @@ from .terms import TermTable, article_terms
 if TYPE_CHECKING:
     import numpy as np
 
-    from .graph import NeighbourGraph
+    from .graph import NeighbourGraph, WindowPairs
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +120,11 @@ def vector_hashes(vectors: np.ndarray) -> np.ndarray:
 
 def refresh(state: WindowState | None, ids: Sequence[int], vectors: np.ndarray,
             texts: Callable[[int], tuple[str, str]], text_hashes: Sequence[int], *, model: str,
-            neighbours: int) -> tuple[WindowState, RefreshReport]:
+            neighbours: int, pairs: WindowPairs | None = None) -> tuple[WindowState, RefreshReport]:
     """The state of the window ``ids`` (rows of ``vectors``; ``text_hashes`` their stored texts'
     ``store.content_hash``): ``state`` updated, or built anew when there is none or it does not
-    fit (``texts(id)`` gives an article's title and summary)."""
+    fit (``texts(id)`` gives an article's title and summary); a graph built anew takes its candidates
+    from ``pairs`` (graph.window_pairs over these rows) where given."""
     import numpy as np
 
     from .graph import build_graph, update_graph
@@ -139,7 +140,7 @@ def refresh(state: WindowState | None, ids: Sequence[int], vectors: np.ndarray,
         known = state.terms
         previous_row = _rows_in(state.ids, ids_array)
     else:
-        graph, searched = build_graph(vectors, neighbours, ids_array), len(ids_array)
+        graph, searched = build_graph(vectors, neighbours, ids_array, pairs), len(ids_array)
         known = TermTable.of(())
         previous_row = np.full(len(ids_array), -1, dtype=np.int64)
     missing = np.flatnonzero(previous_row < 0)

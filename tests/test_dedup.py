@@ -562,3 +562,46 @@ def test_the_approximate_index_is_trained_the_same_way_each_time() -> None:
     one.add(vectors)
     two.add(vectors)
     assert np.array_equal(one.search(vectors[:200], 5)[1], two.search(vectors[:200], 5)[1])
+
+
+@pytest.mark.parametrize("seed", [3, 8])
+@pytest.mark.parametrize("planted", ["hashing", "random"])
+def test_a_first_run_from_the_window_pairs_links_as_the_exact_search(seed: int, planted: str,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large first run takes each article's nearest from the window's pairs (graph.window_pairs):
+    the links of the exact search, blocks of any size, scores within float rounding."""
+    from clustering.graph import window_pairs
+
+    monkeypatch.setattr(dedup, "SEARCH_BLOCK", 97)
+    first, _, vectors = two_runs(seed, planted, old=1500, new=0)
+    exact = find_duplicates(first, vectors, PARAMS)
+    searched = dedup.searched_items(first)
+    assert len(searched) < len(first) - 50                    # copies by URL or text are left out
+    for rows in (None, searched):
+        pairs = window_pairs(vectors, 32, dedup.pairs_floor(PARAMS), rows=rows)
+        assert pairs is not None
+        paired = find_duplicates(first, vectors, PARAMS, pairs=pairs)
+        assert [(x.article_id, x.canonical_id, x.kind) for x in paired] == \
+            [(x.article_id, x.canonical_id, x.kind) for x in exact]
+        assert np.allclose([x.score for x in paired], [x.score for x in exact], rtol=0, atol=1e-5)
+    assert sum(x.kind == "near" for x in exact) > 20
+    keyed = {x.article_id for x in exact if x.kind in ("url", "text")}
+    assert {first[i].article_id for i in range(len(first)) if i not in set(searched)} == keyed
+
+
+def test_pairs_must_reach_the_lexical_floor() -> None:
+    from clustering.graph import window_pairs
+
+    first, _, vectors = two_runs(1, "random", old=300, new=0)
+    shallow = window_pairs(vectors, 8, 0.9)
+    assert shallow is not None
+    with pytest.raises(ValueError, match="lexical_floor"):
+        find_duplicates(first, vectors, PARAMS, pairs=shallow)
+
+
+def test_only_a_large_first_run_shares_the_search(monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second, _ = two_runs(2, "random", old=200, new=20)
+    assert not dedup.shares_search(first)                       # under APPROXIMATE_PAIRS
+    monkeypatch.setattr(dedup, "APPROXIMATE_PAIRS", 100)
+    assert dedup.shares_search(first)
+    assert not dedup.shares_search(second)                      # old articles: not a first run

@@ -132,3 +132,93 @@ print(os.environ.get("OMP_WAIT_POLICY"))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(preset)
+
+
+def clustered_rows(count: int, dimension: int, seed: int) -> np.ndarray:
+    """Rows around a few dozen centres (stories), some repeated exactly (copies)."""
+    rng = np.random.default_rng(seed)
+    centres = unit_rows(40, dimension, seed + 100)
+    rows = centres[rng.integers(0, 40, count)] + 0.6 * rng.normal(size=(count, dimension)) / np.sqrt(dimension)
+    rows[rng.choice(count, count // 20, replace=False)] = rows[rng.choice(count, count // 20, replace=False)]
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_window_pairs_hold_every_row_above_each_lists_last(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each list is the best rows of its row, best first: every row at or above the floor, and every
+    row above the list's last; blocks of any size and compactions on the way give the same lists."""
+    from clustering import graph
+    from clustering.graph import window_pairs
+
+    vectors = clustered_rows(700, 24, seed)
+    pairs = window_pairs(vectors, 12, 0.8)
+    assert pairs is not None and pairs.size == 700
+    cosine = vectors.astype(np.float64) @ vectors.T.astype(np.float64)
+    np.fill_diagonal(cosine, -np.inf)
+    for row in range(700):
+        listed = pairs.rows[pairs.starts[row]:pairs.starts[row + 1]]
+        scores = pairs.scores[pairs.starts[row]:pairs.starts[row + 1]]
+        assert row not in listed and len(set(listed.tolist())) == len(listed)
+        assert np.all(np.diff(scores) <= 0)
+        assert np.allclose(scores, cosine[row, listed], atol=1e-5)
+        assert set(np.flatnonzero(cosine[row] >= 0.8 + 1e-5)) <= set(listed.tolist())
+        if len(listed):
+            assert set(np.flatnonzero(cosine[row] > scores[-1] + 1e-5)) <= set(listed.tolist())
+    monkeypatch.setattr(graph, "PAIR_BLOCK_ROWS", 64)
+    monkeypatch.setattr(graph, "PAIR_COMPACT_ENTRIES", 1000)
+    again = window_pairs(vectors, 12, 0.8)
+    assert again is not None
+    assert np.array_equal(again.starts, pairs.starts) and np.array_equal(again.rows, pairs.rows)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_graph_from_the_window_pairs_equals_the_searched_one(seed: int) -> None:
+    """build_graph takes each row's candidates from the pairs (restricted to the rows kept, as a
+    first run keeps the canonical articles), searching the rows left with too few: the same lists."""
+    from clustering.graph import window_pairs
+
+    vectors = clustered_rows(800, 24, seed)
+    pairs = window_pairs(vectors, 24, 0.9)
+    assert pairs is not None
+    keep = np.flatnonzero(np.random.default_rng(seed).random(800) > 0.1)
+    ids = np.arange(5000, 5800)[keep]
+    restricted = pairs.restricted(keep)
+    assert (np.diff(restricted.starts) < 6 + 8).any()      # some rows are searched again
+    searched = build_graph(vectors[keep], 6, ids)
+    paired = build_graph(vectors[keep], 6, ids, pairs=restricted)
+    assert np.array_equal(paired.neighbours, searched.neighbours)
+    assert np.array_equal(paired.similarity, searched.similarity)
+
+
+def test_restricted_pairs_drop_the_rows_left_out() -> None:
+    from clustering.graph import WindowPairs
+
+    pairs = WindowPairs(np.array([0, 2, 4, 5]), np.array([2, 1, 2, 0, 1]),
+                        np.array([0.9, 0.8, 0.95, 0.8, 0.95], dtype=np.float32), 0.5)
+    kept = pairs.restricted(np.array([1, 2]))
+    assert kept.starts.tolist() == [0, 1, 2] and kept.rows.tolist() == [1, 0]
+    assert kept.scores.tolist() == pytest.approx([0.95, 0.95])
+
+
+def test_window_pairs_give_way_where_the_window_is_too_dense(monkeypatch: pytest.MonkeyPatch) -> None:
+    from clustering import graph
+    from clustering.graph import window_pairs
+
+    vectors = clustered_rows(500, 24, 4)
+    assert window_pairs(vectors, 8, 0.9) is not None
+    monkeypatch.setattr(graph, "PAIR_MAX_PER_ROW", 5)
+    assert window_pairs(vectors, 8, 0.9) is None
+    assert window_pairs(vectors[:5], 8, 0.9) is None        # fewer rows than a list
+
+
+def test_window_pairs_of_some_rows_leave_the_others_out() -> None:
+    from clustering.graph import window_pairs
+
+    vectors = clustered_rows(600, 24, 5)
+    rows = np.flatnonzero(np.arange(600) % 7 != 3)
+    some = window_pairs(vectors, 10, 0.85, rows=rows)
+    alone = window_pairs(vectors[rows], 10, 0.85)
+    assert some is not None and alone is not None and some.size == 600
+    assert np.array_equal(some.rows, rows[alone.rows]) and np.array_equal(some.scores, alone.scores)
+    assert np.array_equal(np.diff(some.starts)[rows], np.diff(alone.starts))
+    assert not np.diff(some.starts)[np.arange(600) % 7 == 3].any() and not np.isin(some.rows, np.arange(3, 600, 7)).any()

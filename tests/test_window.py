@@ -454,3 +454,36 @@ def test_a_run_killed_while_saving_the_cache_or_clustering_changes_no_result(tmp
                 pipeline.process()
         assert outcome(killed) == outcome(reference), f"run {run}"
         assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_large_first_run_searched_as_window_pairs_decides_as_the_exact_searches(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first run over dedup.APPROXIMATE_PAIRS searches the window once (graph.window_pairs) for dedup
+    and the neighbour graph: the same copies, stories and labels as the exact searches, and a later
+    run (not a first run: searched as before) goes on alike."""
+    from clustering import dedup, graph
+
+    calls: list[int] = []
+    original = graph.window_pairs
+
+    def counted(vectors: np.ndarray, count: int, floor: float, rows: Any = None) -> Any:
+        calls.append(len(vectors))
+        return original(vectors, count, floor, rows)
+
+    monkeypatch.setattr(graph, "window_pairs", counted)
+    first = batch(0, 400, seed=11)
+    first += [dict(a, key=a["key"] + "-copy", source="wire", text=a["text"] + " More follows.",
+                   published=a["published"] + timedelta(minutes=3)) for a in first[::9]]  # edited copies
+    later = batch(1, 30, seed=11)
+    results = []
+    for limit, name in ((0, "paired.db"), (10 ** 18, "exact.db")):
+        monkeypatch.setattr(dedup, "APPROXIMATE_PAIRS", limit)
+        database = tmp_path / name
+        for articles in (first, later):
+            with open_pipeline(database, config(database)) as pipeline:
+                pipeline.add_articles(articles)
+                pipeline.process()
+        results.append(outcome(database))
+    assert calls == [len(first)]                            # the first run only, of the paired database
+    assert results[0] == results[1]
+    assert sum(a[2] is not None for a in results[0][1]) >= 40 and len(results[0][0]) >= 4
