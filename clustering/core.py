@@ -36,7 +36,7 @@ from .inputs import MAX_SOURCE_CHARS as MAX_SOURCE_CHARS
 from .inputs import _as_input, _input_article
 from .reading import PipelineReads
 from .report import _StageTimer
-from .store import NewArticle, Store, WindowArticle, open_store
+from .store import NewArticle, WindowArticle, open_store
 from .types import ArticleInput, RunReport
 from .window import WindowState
 
@@ -348,10 +348,10 @@ class Pipeline(PipelineIngest, PipelineReads):
                                       progress=lambda done, total: self._report("duplicates", done, total),
                                       pairs=pairs)
         with self.store.transaction():
-            memberships = self.store.save_duplicates([(l.article_id, l.canonical_id, l.kind, l.score)
-                                                      for l in links], now)
+            memberships = self.store.save_duplicates([(link.article_id, link.canonical_id, link.kind, link.score)
+                                                      for link in links], now)
         duplicate_of = {a.id: a.duplicate_of for a in window}
-        duplicate_of.update({l.article_id: l.canonical_id for l in links})
+        duplicate_of.update({link.article_id: link.canonical_id for link in links})
         stage.done("%d links in a window of %d articles (%d new)", len(links), len(window), len(unprocessed))
         stage = _StageTimer("stories")
 
@@ -475,8 +475,9 @@ class Pipeline(PipelineIngest, PipelineReads):
         """Labels of the stories whose members changed this run (``copies_moved``: stories an
         earlier copy took over in dedup) and of any story without one; topics of every story with
         members in the window; a story whose stored label cannot be read is relabelled too.  A story
-        whose members did not change keeps its headline and keywords: recomputing them against whichever stories a run happens to touch renamed one
-        unchanged story in six (ECB+ stream of 40 runs: 252 of 1,584).  Topics are named (topics.py).
+        whose members did not change keeps its headline and keywords: recomputing them against whichever
+        stories a run happens to touch renamed one unchanged story in six (ECB+ stream of 40 runs: 252 of
+        1,584).  Topics are named (topics.py).
         Returns the relabelled stories' headlines before and after (the story history's input)."""
         import numpy as np
 

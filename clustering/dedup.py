@@ -21,7 +21,7 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -171,7 +171,7 @@ IVF_TRAINING_ROWS_PER_LIST = 64
 """k-means trains on at most this many rows per list, taken at a fixed stride (no random draw)."""
 
 
-def ivf_index(vectors: np.ndarray):  # noqa: ANN201 - a faiss.IndexIVFFlat
+def ivf_index(vectors: np.ndarray) -> Any:  # a faiss.IndexIVFFlat
     """An empty inner-product IVF index trained on ``vectors`` (float32, L2-normalized), probing
     :data:`IVF_PROBES` lists: what a large search uses instead of the exact flat one.  The
     training sample is every n-th row and k-means is seeded, so one window trains one index."""
@@ -282,8 +282,9 @@ def find_duplicates(items: Sequence[DedupItem], vectors: np.ndarray, params: Ded
 
     def register(index: int, root: int) -> None:
         """Exact keys of every member (not only the canonical) lead to the group's root."""
-        if items[index].canonical_url:
-            by_url.setdefault(items[index].canonical_url, root)
+        url = items[index].canonical_url
+        if url:
+            by_url.setdefault(url, root)
         if items[index].text_hash != EMPTY_TEXT_HASH:
             by_hash.setdefault(items[index].text_hash, root)
 
@@ -444,7 +445,8 @@ def paired_nearest(pairs: WindowPairs, vectors: np.ndarray, block: Sequence[int]
     starts, ends = pairs.starts[block_items], pairs.starts[block_items + 1]
     lengths = ends - starts
     owner = np.repeat(np.arange(len(block_items)), lengths)
-    entry = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths) + np.repeat(starts, lengths)
+    entry = np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths) \
+        + np.repeat(starts, lengths)
     tails = pairs.rows[entry]
     rows = row_of_item[tails]
     usable = (pairs.scores[entry] >= pairs.floor) & (rows >= 0) & (rows < searched)

@@ -12,7 +12,7 @@ import os
 import re
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .errors import EmbeddingError
 
@@ -141,7 +141,7 @@ def plan_batches(lengths: Sequence[int], batch_size: int | str, limit: int) -> l
     groups: dict[int, list[int]] = {}
     for index, tokens in enumerate(lengths):
         groups.setdefault(padded_length(tokens, limit), []).append(index)
-    batches = []
+    batches: list[tuple[int, list[int]]] = []
     for length in sorted(groups):
         rows = max(1, EMBED_BATCH_TOKENS // length) if batch_size == "auto" else int(batch_size)
         members = groups[length]
@@ -210,10 +210,7 @@ def article_text(title: str, summary: str) -> str:
     """The text that represents an article for embedding: title, then summary."""
     title = title.strip()
     summary = summary.strip()
-    if title and summary and not summary.startswith(title):
-        text = f"{title}. {summary}"
-    else:
-        text = summary or title
+    text = f"{title}. {summary}" if title and summary and not summary.startswith(title) else summary or title
     return text[:MAX_EMBED_CHARS]
 
 
@@ -245,7 +242,7 @@ class SentenceTransformerEmbedder:
         self.batch_size = batch_size
         self.precision = precision
         self.threads = threads
-        self._model = None
+        self._model: Any = None   # a SentenceTransformer once loaded
         self._dimension: int | None = None
         self._tokenizing = threading.Lock()
         """Held while a worker tokenizes: a fast tokenizer keeps its padding length as state, so two
@@ -264,7 +261,7 @@ class SentenceTransformerEmbedder:
         precision = self.resolved_precision or resolve_precision(self.precision, resolve_device(self.device))
         return self.model if precision == "fp32" else f"{self.model}-{precision}"
 
-    def _load(self):  # noqa: ANN202 - returns a SentenceTransformer
+    def _load(self) -> Any:  # a SentenceTransformer
         if self._model is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -274,8 +271,8 @@ class SentenceTransformerEmbedder:
                 from sentence_transformers import SentenceTransformer
                 from transformers.utils import logging as transformers_logging
 
-                transformers_logging.disable_progress_bar()
-                transformers_logging.set_verbosity_error()
+                transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+                transformers_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
                 device = resolve_device(self.device)
                 precision = resolve_precision(self.precision, device)
@@ -296,7 +293,8 @@ class SentenceTransformerEmbedder:
                 raise
             except Exception as exc:  # the model loader's error boundary
                 raise EmbeddingError(f"cannot load embedding model {self.model!r}: {exc}") from exc
-            get_dimension = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+            get_dimension = getattr(self._model, "get_embedding_dimension", None) \
+                or self._model.get_sentence_embedding_dimension
             self._dimension = int(get_dimension())
         return self._model
 
@@ -318,7 +316,7 @@ class SentenceTransformerEmbedder:
         except Exception as exc:
             raise EmbeddingError(f"embedding {len(texts)} texts with {self.model!r} failed: {exc}") from exc
 
-    def _encode(self, model, texts: list[str]) -> np.ndarray:  # noqa: ANN001 - a SentenceTransformer
+    def _encode(self, model: Any, texts: list[str]) -> np.ndarray:  # model: a SentenceTransformer
         import numpy as np
         import torch
 
@@ -397,7 +395,8 @@ class HashingEmbedder:
                 vectors[row, bucket] += sign
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
-        return vectors / norms
+        normalized: np.ndarray = vectors / norms
+        return normalized
 
 
 def make_embedder(model: str, *, device: str = DEFAULT_DEVICE, batch_size: int | str = EMBED_BATCH_SIZE,

@@ -276,7 +276,8 @@ def exact_cosine(data: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     the one similarity the graph is built on, so an updated graph equals a rebuilt one."""
     import numpy as np
 
-    return (data[a].astype(np.float64) * data[b].astype(np.float64)).sum(axis=1)
+    products: np.ndarray = (data[a].astype(np.float64) * data[b].astype(np.float64)).sum(axis=1)
+    return products
 
 
 # --- one search for a whole window: dedup's and the graph's, on a large first run ------------------

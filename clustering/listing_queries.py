@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +32,7 @@ def topic_names(store: Store, topic_ids: Sequence[str]) -> dict[str, str]:
     return names
 
 
-def save_topics(store: Store, names: dict[str, tuple[str, Sequence[str]]], now: datetime) -> None:
+def save_topics(store: Store, names: Mapping[str, tuple[str, Sequence[str]]], now: datetime) -> None:
     store._write_many("INSERT INTO topics (id, name, keywords, updated) VALUES (?, ?, ?, ?) ON CONFLICT (id) DO"
                       " UPDATE SET name = excluded.name, keywords = excluded.keywords, updated = excluded.updated",
                       ((t, name, json.dumps(list(keywords), ensure_ascii=False), to_text(now))

@@ -18,7 +18,7 @@ import logging
 import operator
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -682,7 +682,7 @@ class Store(ReadQueries):
                          " ON CONFLICT (article_id) DO UPDATE SET story_id = excluded.story_id, added = excluded.added",
                          ((int(a), s, to_text(now)) for a, s in story_of.items()))
 
-    def update_story_labels(self, labels: dict[str, tuple[str, Sequence[str]]], topics: dict[str, str]) -> None:
+    def update_story_labels(self, labels: Mapping[str, tuple[str, Sequence[str]]], topics: dict[str, str]) -> None:
         for story_id, (label, keywords) in labels.items():
             self._write("UPDATE stories SET label = ?, keywords = ?, topic_id = ? WHERE id = ?",
                         (label, json.dumps(list(keywords), ensure_ascii=False), topics.get(story_id), story_id))

@@ -283,7 +283,7 @@ def _terms(n: int, vocabulary: object, parts: dict[str, np.ndarray]) -> TermTabl
         raise CacheRefused("the vocabulary is not a list of words")
     if len(set(vocabulary)) != len(vocabulary):
         raise CacheRefused("a word appears twice in the vocabulary")
-    columns = []
+    columns: list[np.ndarray] = []
     for kind in ("name", "title"):
         offsets = _array_part(parts[f"{kind}_offsets"], f"{kind}_offsets", np.int64, 1, (n + 1,))
         tokens = _array_part(parts[f"{kind}_tokens"], f"{kind}_tokens", np.int64, 1)
@@ -295,7 +295,8 @@ def _terms(n: int, vocabulary: object, parts: dict[str, np.ndarray]) -> TermTabl
     word_counts = _array_part(parts["word_counts"], "word_counts", np.int64, 1, (n,))
     if len(word_counts) and word_counts.min() < 0:
         raise CacheRefused("a word count is negative")
-    return TermTable(tuple(vocabulary), *columns, word_counts)
+    name_offsets, name_tokens, title_offsets, title_tokens = columns
+    return TermTable(tuple(vocabulary), name_offsets, name_tokens, title_offsets, title_tokens, word_counts)
 
 
 def _array_part(value: np.ndarray, name: str, dtype: Any, ndim: int,
@@ -332,7 +333,7 @@ def save(path: Path | None, state: WindowState, key: bytes) -> None:
     sweep_stale(path)
     header = json.dumps({"format": CACHE_FORMAT, "model": state.model, "neighbours": state.neighbours})
     terms = state.terms
-    parts = {"header": np.frombuffer(header.encode("utf-8"), dtype=np.uint8),
+    parts: dict[str, np.ndarray] = {"header": np.frombuffer(header.encode("utf-8"), dtype=np.uint8),
              "ids": np.ascontiguousarray(state.ids, dtype=np.int64),
              "text_hashes": np.ascontiguousarray(state.text_hashes, dtype=np.int64),
              "vector_hashes": np.ascontiguousarray(state.vector_hashes, dtype=np.uint64),
