@@ -19,6 +19,9 @@ articles cut at 2,000 characters (as ``article_text`` cuts).  Candidates:
 - ``int8``: texts of ``INT8_MIN_PIECES`` word pieces or more through an int8 copy of the transformer
   (torch's dynamic quantization, smoothed, weights per output channel), one unpadded text a pass, shorter
   ones as ``eager``; with ``--quality``, ``--precisions int8`` scores it (not a setting of the package);
+- ``ort8``: the same with onnxruntime's int8 (the transformer exported to ONNX, ``quantize_dynamic`` with
+  weights per output channel, no smoothing) for the long texts, shorter ones as ``bf16``; building its
+  model once needs the ``onnx`` package (not a dependency: ``pip install onnx`` where the bench runs);
 - ``old@1``, ``bf16@1``, ``prev@1``, ``eager@1``, ``int8@1``: the same on one thread (their docs per
   CPU-second stand for a quiet core's speed when the machine is busy: waiting is not counted, and one
   thread spins on no barrier).
@@ -49,8 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 SECTION = "embed"
-CANDIDATES = ("old", "prev", "split", "fp32", "bf16", "bf16-2048", "bf16-8192", "shipped", "eager", "int8", "old@1",
-              "prev@1", "bf16@1", "eager@1", "int8@1")
+CANDIDATES = ("old", "prev", "split", "fp32", "bf16", "bf16-2048", "bf16-8192", "shipped", "eager", "int8", "ort8",
+              "old@1", "prev@1", "bf16@1", "eager@1", "int8@1", "ort8@1")
 
 INT8_MIN_PIECES = 128
 """``int8``: texts of at least this many word pieces run in int8, one unpadded text a pass, so that the
@@ -173,11 +176,50 @@ def int8_transformer(model: Any) -> Any:
     return transformer.eval()
 
 
-def int8_embedder(threads: int) -> Any:
-    """``int8``: texts of :data:`INT8_MIN_PIECES` word pieces or more through :func:`int8_transformer`,
-    one text a pass (no padding: the activations' scale is the text's own, so its vector does not
-    depend on the other texts), on ``threads`` workers of one torch thread; shorter texts as ``eager``
-    (bf16, grouped by padded length)."""
+ORT_INT8_MODEL = Path(tempfile.gettempdir()) / "clustering-bench-embed" / "all-MiniLM-L6-v2-int8.onnx"
+"""``ort8``'s model: the bundled transformer exported to ONNX (opset 17) and quantized by onnxruntime's
+``quantize_dynamic`` (int8 weights per output channel, activations per tensor at each pass), built on
+first use (that needs the ``onnx`` package, not a dependency of the project) and reused after."""
+
+
+def ort_int8_session(model: Any) -> Any:
+    """An onnxruntime session of :data:`ORT_INT8_MODEL` on one thread (the caller's: workers share it)."""
+    import onnxruntime
+
+    if not ORT_INT8_MODEL.exists():
+        import torch
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        class Tokens(torch.nn.Module):
+            def __init__(self, transformer: Any) -> None:
+                super().__init__()
+                self.transformer = transformer
+
+            def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+                return self.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                        token_type_ids=token_type_ids)[0]
+
+        ORT_INT8_MODEL.parent.mkdir(parents=True, exist_ok=True)
+        exported = ORT_INT8_MODEL.with_suffix(".fp32.onnx")
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        ids = torch.ones(1, 16, dtype=torch.long)
+        torch.onnx.export(Tokens(model[0].model.float().eval()), (ids, ids, torch.zeros_like(ids)), str(exported),
+                          opset_version=17, dynamo=False, input_names=names, output_names=["tokens"],
+                          dynamic_axes={name: {0: "texts", 1: "pieces"} for name in [*names, "tokens"]})
+        quantize_dynamic(str(exported), str(ORT_INT8_MODEL), per_channel=True, weight_type=QuantType.QInt8)
+        exported.unlink()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    return onnxruntime.InferenceSession(str(ORT_INT8_MODEL), options, providers=["CPUExecutionProvider"])
+
+
+def int8_embedder(threads: int, backend: str = "torch") -> Any:
+    """``int8`` (``backend`` torch) and ``ort8`` (onnxruntime): texts of :data:`INT8_MIN_PIECES` word
+    pieces or more through :func:`int8_transformer` or :func:`ort_int8_session`, one text a pass (no
+    padding: the activations' scale is the text's own, so its vector does not depend on the other
+    texts), on ``threads`` workers of one thread; shorter texts in bf16, grouped by padded length (with
+    torch: as ``eager``; with onnxruntime: as ``bf16``)."""
     import numpy as np
     import torch
 
@@ -185,13 +227,16 @@ def int8_embedder(threads: int) -> Any:
 
     class Int8Embedder(embed.SentenceTransformerEmbedder):
         def variant(self) -> str:
-            return f"{self.model}-int8"
+            return f"{self.model}-{'int8' if backend == 'torch' else 'ort8'}"
 
         def _load(self) -> Any:
             if self._model is None:
                 model = super()._load()
-                eager_attention(model[0].model)
-                self.quantized = int8_transformer(model)
+                if backend == "torch":
+                    eager_attention(model[0].model)
+                    self.quantized = int8_transformer(model)
+                else:
+                    self.session = ort_int8_session(model)
                 model[0].to(torch.bfloat16)
             return self._model
 
@@ -205,6 +250,14 @@ def int8_embedder(threads: int) -> Any:
                 vectors[short] = super()._encode(model, [texts[i] for i in short])
 
             def run(rows: list[int]) -> None:
+                if backend != "torch":
+                    for row in rows:
+                        ids = np.array([encoded["input_ids"][row]], dtype=np.int64)
+                        tokens = self.session.run(None, {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                                                         "token_type_ids": np.zeros_like(ids)})[0][0]
+                        pooled = tokens.astype(np.float32).mean(axis=0)
+                        vectors[row] = pooled / np.linalg.norm(pooled)
+                    return
                 torch.set_num_threads(1)
                 with torch.inference_mode():
                     for row in rows:
@@ -224,6 +277,11 @@ def int8_embedder(threads: int) -> Any:
             return vectors
 
     return Int8Embedder(device="cpu", precision="fp32", threads=threads)
+
+
+def ort8_embedder(threads: int) -> Any:
+    """``ort8``: :func:`int8_embedder` with onnxruntime."""
+    return int8_embedder(threads, backend="ort")
 
 
 def step16(tokens: int, limit: int) -> int:
@@ -262,11 +320,11 @@ def child(candidate: str, shared: Path, short: int, long: int, out: Path) -> dic
             return model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
                                 show_progress_bar=False)
         threads, precision = fixed_threads, "fp32"
-    elif name == "int8":
-        embedder = int8_embedder(fixed_threads)
+    elif name in ("int8", "ort8"):
+        embedder = int8_embedder(fixed_threads, backend="torch" if name == "int8" else "ort")
         run = embedder.embed
         embedder.dimension  # noqa: B018 - loads the model
-        threads, precision = fixed_threads, f"int8 from {INT8_MIN_PIECES} pieces, else bf16"
+        threads, precision = fixed_threads, f"{name} from {INT8_MIN_PIECES} pieces, else bf16"
     else:
         settings: dict[str, Any] = {"device": "cpu"}
         if name == "eager":
@@ -434,8 +492,8 @@ def quality(args: argparse.Namespace) -> str:
              " | near-dup precision / recall / F1 | near-dup, approximate search forced: precision / recall |",
              "|---|" + "---|" * len(corpora) + "---|---|"]
     for precision in args.precisions.split(","):
-        inner = (int8_embedder(resolve_threads("auto")) if precision == "int8" else
-                 make_embedder(Config().model, device="cpu", precision=precision))
+        inner = (int8_embedder(resolve_threads("auto"), "torch" if precision == "int8" else "ort")
+                 if precision in ("int8", "ort8") else make_embedder(Config().model, device="cpu", precision=precision))
         embedder = CachedEmbedder(inner, DEFAULT_CACHE_DIR)
         cells = []
         for name in corpora:
@@ -476,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quality", metavar="CORPORA", help="only the quality of fp32 and bf16 vectors on these "
                         f"corpora (of {', '.join(QUALITY_CORPORA)})")
     parser.add_argument("--precisions", default="fp32,bf16",
-                        help="with --quality: the precisions scored (int8: this bench's candidate)")
+                        help="with --quality: the precisions scored (int8, ort8: this bench's candidates)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "speed.md", help="markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args(argv)
