@@ -22,9 +22,9 @@ articles cut at 2,000 characters (as ``article_text`` cuts).  Candidates:
 - ``ort8``: the same with onnxruntime's int8 (the transformer exported to ONNX, ``quantize_dynamic`` with
   weights per output channel, no smoothing) for the long texts, shorter ones as ``bf16``; building its
   model once needs the ``onnx`` package (not a dependency: ``pip install onnx`` where the bench runs);
-- ``old@1``, ``bf16@1``, ``prev@1``, ``eager@1``, ``int8@1``: the same on one thread (their docs per
-  CPU-second stand for a quiet core's speed when the machine is busy: waiting is not counted, and one
-  thread spins on no barrier).
+- ``old@1``, ``bf16@1``, ``prev@1``, ``eager@1``, ``int8@1``, ``ort8@1``: the same on one thread (their
+  docs per CPU-second stand for a quiet core's speed when the machine is busy: waiting is not counted,
+  and one thread spins on no barrier).
 
 Each candidate runs in a fresh process (loading the model is not timed; a few texts warm it up), the
 candidates in a rotated order each round, ``--repeat`` rounds as the machine is, then ``--loaded``
