@@ -157,6 +157,26 @@ def test_names_count_only_where_both_articles_have_some() -> None:
     assert similarity[1] == pytest.approx(1.0)  # article 2 has no names: the embedding decides alone
 
 
+def test_group_sums_read_only_the_rows_their_groups_hold() -> None:
+    """GroupSums.of gathers the groups' rows before summing (a region's whole float64 copy per call cost
+    0.6 s of a +500 run into 100k): the sums equal, to the bit, those over every row of the window."""
+    rng = np.random.default_rng(5)
+    vectors = blobs(30, 10, 32, 0.4, 7)
+    n = len(vectors)
+    names = scipy.sparse.random(n, 50, density=0.08, random_state=4, format="csr", dtype=np.float32)
+    features = StoryFeatures(vectors=vectors, names=names, log_words=rng.uniform(2, 9, n))
+    groups = [sorted(rng.choice(n, size=int(rng.integers(1, 12)), replace=False).tolist()) for _ in range(25)]
+    groups.append([n - 1, 0, 5])   # rows out of order within a group
+    sums = GroupSums.of(features, groups, PARAMS)
+    membership = scipy.sparse.csr_matrix((np.ones(sum(map(len, groups))),
+                                          (np.repeat(np.arange(len(groups)), [len(g) for g in groups]),
+                                           np.concatenate(groups))), shape=(len(groups), n))
+    assert np.array_equal(sums.sums, membership @ vectors.astype(np.float64))
+    whole = (membership @ names).tocsr()
+    assert (sums.name_sums != whole).nnz == 0 and np.array_equal(sums.name_sums.toarray(), whole.toarray())
+    assert np.array_equal(sums.named_count, membership @ features.has_names.astype(np.float64))
+
+
 def test_pair_blocks_do_not_change_a_similarity(monkeypatch: pytest.MonkeyPatch) -> None:
     """scoring.PAIR_CHUNK only bounds the gathered arrays: edge and group similarities, and the
     groups average linkage makes of them, are the same to the bit in blocks of any size."""
